@@ -1,0 +1,71 @@
+"""A folder of unlabeled images (prompts for the RL stage).
+
+Sizes come from each file's header (``PIL.Image.open`` is lazy; pixels are never
+decoded here). Files whose header cannot be read are counted as ``corrupt_image``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from scalar.data.scene import Corpus, ImageInfo, Scene, Skips
+
+
+def _image_files(root: Path, extensions: set[str], recursive: bool) -> list[Path]:
+    if recursive:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            found += [Path(dirpath) / f for f in filenames]
+    else:
+        found = [p for p in root.iterdir()]
+    files = [p for p in found if p.suffix.lower() in extensions and p.is_file()]
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _header_size(path: Path, skips: Skips) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except Image.DecompressionBombError as e:
+        skips.add("image_too_large", f"{path} ({e})")
+        return None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        skips.add("corrupt_image", f"{path} ({type(e).__name__})")
+        return None
+    if width <= 0 or height <= 0:
+        skips.add("corrupt_image", f"{path} (size {width}x{height})")
+        return None
+    return int(width), int(height)
+
+
+def read_image_folder(
+    root: str | Path,
+    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp"),
+    recursive: bool = True,
+    name: str = "folder",
+) -> Corpus:
+    """One object-less Scene per readable image under ``root``; ids are relative paths."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
+    files = _image_files(root, exts, recursive)
+    if not files:
+        how = "recursively" if recursive else "at the top level (recursive=False)"
+        raise ValueError(f"no images with extensions {sorted(exts)} found {how} in {root}")
+    skips = Skips()
+    scenes = []
+    for path in files:
+        size = _header_size(path, skips)
+        if size is not None:
+            rel = path.relative_to(root).as_posix()
+            scenes.append(Scene(image=ImageInfo(rel, str(path), *size)))
+    if not scenes:
+        raise ValueError(
+            f"none of the {len(files)} image files in {root} is readable; " + skips.report()
+        )
+    return Corpus(name=name, scenes=scenes, skips=skips, meta={"root": str(root)})

@@ -1,0 +1,220 @@
+"""``build_synthetic``: render a synthetic shape corpus and write it in the real formats.
+
+Layout of ``out_dir``::
+
+    images/COCO_train2014_{image_id:012d}.png     labelled images, ids from 1 over splits
+    unlabeled/{i:06d}.png                         unlabeled pool (held-out shapes included)
+    coco/annotations/instances_{split}.json       COCO instances, split in SPLITS
+    refcoco/synthetic/refs(unc).p, instances.json refer-toolkit layout (+ sent_kinds)
+    vg/{image_data,objects,attributes,relationships,region_descriptions}.json
+    splits.json                                   {image_id: split} for the VG files
+    lvis/lvis_v1_{split}.json                     LVIS v1
+    manifest.json                                 options, counts, categories
+
+Every scene has its own random generator seeded by ``(seed, split, index)``, so the
+output does not depend on ``workers``. Held-out categories appear only in ``heldout``
+images (each has at least one, and its refs target held-out objects only) and in the
+unlabeled pool.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from scalar.data.synth import expressions, relations
+from scalar.data.synth.layout import SIZE_RANGES, SynthConfig, sample_objects
+from scalar.data.synth.shapes import BACKGROUND, COLOURS, render
+from scalar.data.synth.writers import (
+    IMAGE_DIR,
+    SPLITS,
+    assign_ids,
+    category_rows,
+    dump_json,
+    image_file_name,
+    write_coco,
+    write_lvis,
+    write_refcoco,
+    write_vg,
+)
+
+VERSION = "synthetic-shapes-1"
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "heldout": 3, "unlabeled": 4}
+N_NEGATIVES = 2
+
+
+def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: str) -> dict:
+    """Sample, render and save one scene; returns its record (ids not yet assigned)."""
+    rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], index])
+    held = tuple(cfg.held_out_categories)
+    if split == "heldout":
+        objs = sample_objects(rng, cfg, cfg.category_names(), must_include=held)
+    elif split == "unlabeled":
+        objs = sample_objects(rng, cfg, cfg.category_names())
+    else:
+        objs = sample_objects(rng, cfg, cfg.seen_categories())
+    s = cfg.image_size
+    img = render(objs, s, s, cfg.noise, rng)
+    Image.fromarray(img).save(path, format="PNG")
+    record = {"image_id": image_id, "split": split, "width": s, "height": s, "objects": objs}
+    if split == "unlabeled":
+        return record
+    size = (s, s)
+    refs, regions, rels = [], [], []
+    marks = [expressions.unique_attrs(objs, j, cfg.texture, size) for j in range(len(objs))]
+    for i, o in enumerate(objs):
+        if split != "heldout" or o["category"] in held:
+            sents = expressions.refer(objs, i, cfg.texture, size, rng, marks)
+            if sents:
+                refs.append(
+                    {
+                        "object": i,
+                        "kinds": [k for k, _ in sents],
+                        "sentences": [t for _, t in sents],
+                    }
+                )
+        regions += [
+            {"object": i, "phrase": p} for p in expressions.region_phrases(objs, i, size, rng)
+        ]
+        for j, other in enumerate(objs):
+            if j != i:
+                for p in relations.pair_relations(
+                    expressions.xyxy(o), expressions.xyxy(other), size
+                ):
+                    rels.append({"subject": i, "predicate": p, "object": j})
+    present = {o["category"] for o in objs}
+    pool = cfg.category_names() if split == "heldout" else cfg.seen_categories()
+    absent = [c for c in pool if c not in present]
+    k = min(N_NEGATIVES, len(absent))
+    negs = sorted(rng.choice(len(absent), size=k, replace=False).tolist()) if k else []
+    record.update(
+        file_name=image_file_name(image_id),
+        refs=refs,
+        regions=regions,
+        relations=rels,
+        neg_categories=[absent[j] for j in negs],
+    )
+    return record
+
+
+def _run(task: tuple) -> dict:
+    return make_scene(*task)
+
+
+def _generate(cfg: SynthConfig, tasks: list[tuple], workers: int) -> list[dict]:
+    if workers <= 1 or len(tasks) < 2 * workers:
+        return [_run(t) for t in tasks]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+        return list(ex.map(_run, tasks, chunksize=max(1, len(tasks) // (8 * workers))))
+
+
+def _split_counts(records: list[dict], labelled: bool) -> dict:
+    objs = [o for r in records for o in r["objects"]]
+    counts = {
+        "images": len(records),
+        "objects": len(objs),
+        "by_category": dict(sorted(Counter(o["category"] for o in objs).items())),
+    }
+    same = 0
+    for r in records:
+        looks = Counter((o["colour"], o["category"], o["texture"]) for o in r["objects"])
+        same += sum(n for n in looks.values() if n > 1)
+    counts["same_look_objects"] = same
+    if labelled:
+        kinds = Counter(k for r in records for ref in r["refs"] for k in ref["kinds"])
+        counts.update(
+            refs=sum(len(r["refs"]) for r in records),
+            sentences=sum(kinds.values()),
+            sentence_kinds=dict(sorted(kinds.items())),
+            regions=sum(len(r["regions"]) for r in records),
+            relations=sum(len(r["relations"]) for r in records),
+        )
+    return counts
+
+
+def build_synthetic(
+    out_dir: str | Path, workers: int = 1, config: SynthConfig | None = None, **options
+) -> dict:
+    """Build the synthetic corpus in ``out_dir``; returns (and writes) its manifest.
+
+    ``options`` are the fields of ``SynthConfig`` (seed, n_train, n_val, n_test,
+    n_heldout, n_unlabeled, image_size, min_objects, max_objects, same_look_fraction,
+    overlap, texture, noise, held_out_categories, categories); they override ``config``.
+    ``workers`` > 1 renders in that many processes; the output is the same.
+    """
+    known = {f.name for f in fields(SynthConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"build_synthetic: unknown option(s) {unknown}; known: {sorted(known)}")
+    if config is not None:
+        options = {**{f.name: getattr(config, f.name) for f in fields(SynthConfig)}, **options}
+    if "held_out_categories" in options:
+        options["held_out_categories"] = tuple(options["held_out_categories"])
+    if options.get("categories") is not None:
+        options["categories"] = tuple(options["categories"])
+    cfg = SynthConfig(**options)
+    cfg.validate()
+    out = Path(out_dir)
+    (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    (out / "unlabeled").mkdir(parents=True, exist_ok=True)
+
+    tasks, image_id = [], 0
+    sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test, "heldout": cfg.n_heldout}
+    for split in SPLITS:
+        for i in range(sizes[split]):
+            image_id += 1
+            path = str(out / IMAGE_DIR / image_file_name(image_id))
+            tasks.append((cfg, split, i, image_id, path))
+    for i in range(cfg.n_unlabeled):
+        tasks.append((cfg, "unlabeled", i, 0, str(out / "unlabeled" / f"{i:06d}.png")))
+    records = _generate(cfg, tasks, workers)
+    by_split = {s: [r for r in records if r["split"] == s] for s in SPLITS}
+    labelled = [r for s in SPLITS for r in by_split[s]]
+    assign_ids(labelled)
+
+    cats = category_rows(cfg.category_names())
+    files = write_coco(out, by_split, cats)
+    files += write_refcoco(out, by_split, cats)
+    files += write_vg(out, by_split)
+    files += write_lvis(out, by_split, cats)
+
+    counts = {s: _split_counts(by_split[s], True) for s in SPLITS}
+    counts["unlabeled"] = _split_counts([r for r in records if r["split"] == "unlabeled"], False)
+    held = list(cfg.held_out_categories)
+    manifest = {
+        "version": VERSION,
+        "seed": cfg.seed,
+        "options": cfg.as_dict(),
+        "categories": [{**c, "held_out": c["name"] in held} for c in cats],
+        "held_out_categories": held,
+        "colours": {k: list(v) for k, v in COLOURS.items()},
+        "background": list(BACKGROUND),
+        "size_ranges": {k: list(v) for k, v in SIZE_RANGES.items()},
+        "relations": {
+            "predicates": list(relations.PREDICATES),
+            "bigger_ratio": relations.BIGGER_RATIO,
+            "near_fraction": relations.NEAR_FRACTION,
+            "ordinal_min_gap": expressions.ORDINAL_MIN_GAP,
+        },
+        "counts": counts,
+        "image_ids": {
+            s: [r["image_id"] for r in by_split[s][:1] + by_split[s][-1:]] for s in SPLITS
+        },
+        "image_dir": IMAGE_DIR,
+        "refcoco": {
+            "root": "refcoco",
+            "dataset": "synthetic",
+            "split_by": "unc",
+            "image_pattern": "COCO_train2014_{image_id:012d}.png",
+        },  # fmt: skip
+        "files": files + ["manifest.json"],
+    }
+    dump_json(manifest, out / "manifest.json")
+    return manifest

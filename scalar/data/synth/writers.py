@@ -1,0 +1,285 @@
+"""Writers of synthetic scenes in the real annotation layouts.
+
+Input: scene records (plain dicts made by ``build.make_scene``) whose ids were assigned by
+``assign_ids``. Object ids are the COCO annotation ids in every format (VG object ids too),
+so corpora can be merged by id. All JSON is written compactly with a fixed key order, so a
+build is byte-identical for a given seed.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections import Counter
+from pathlib import Path
+
+from scalar.data.synth.shapes import SHAPE_BY_NAME, polygon_area
+
+SPLITS = ("train", "val", "test", "heldout")
+IMAGE_DIR = "images"
+REFCOCO_DATASET = "synthetic"
+REFCOCO_SPLIT_BY = "unc"
+INFO = {"description": "SCALAR synthetic shape scenes", "version": "1.0", "year": 2024}
+
+
+def image_file_name(image_id: int) -> str:
+    return f"COCO_train2014_{image_id:012d}.png"
+
+
+def dump_json(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=True)  # C encoder: one shot
+    path.write_text(text, encoding="utf-8")
+
+
+def assign_ids(records: list[dict]) -> None:
+    """Give objects, refs, sentences, regions and relations ids unique over ``records``."""
+    ids = Counter()
+    for r in records:
+        for o in r["objects"]:
+            ids["ann"] += 1
+            o["ann_id"] = ids["ann"]
+        for ref in r["refs"]:
+            ids["ref"] += 1
+            ref["ref_id"] = ids["ref"]
+            ref["sent_ids"] = list(range(ids["sent"] + 1, ids["sent"] + 1 + len(ref["sentences"])))
+            ids["sent"] += len(ref["sentences"])
+        for reg in r["regions"]:
+            ids["region"] += 1
+            reg["region_id"] = ids["region"]
+        for rel in r["relations"]:
+            ids["relation"] += 1
+            rel["relationship_id"] = ids["relation"]
+
+
+def category_rows(names: tuple[str, ...]) -> list[dict]:
+    """``{id, name, supercategory, synset}`` for each category, ids from 1."""
+    return [
+        {
+            "id": k + 1,
+            "name": n,
+            "supercategory": SHAPE_BY_NAME[n].supercategory,
+            "synset": f"{n}.n.01",
+        }
+        for k, n in enumerate(names)
+    ]
+
+
+def _attributes(o: dict) -> list[str]:
+    return [v for v in (o["size"], o.get("texture"), o["colour"]) if v]
+
+
+def _xywh(o: dict) -> list[float]:
+    return [float(v) for v in o["box"]]
+
+
+def coco_instances(records: list[dict], cats: list[dict]) -> dict:
+    """A COCO instances dict (``attributes`` on annotations is an extra key)."""
+    cat_id = {c["name"]: c["id"] for c in cats}
+    images, anns = [], []
+    for r in records:
+        images.append(
+            {
+                "id": r["image_id"],
+                "file_name": r["file_name"],
+                "width": r["width"],
+                "height": r["height"],
+            }  # fmt: skip
+        )
+        for o in r["objects"]:
+            anns.append(
+                {
+                    "id": o["ann_id"],
+                    "image_id": r["image_id"],
+                    "category_id": cat_id[o["category"]],
+                    "bbox": _xywh(o),
+                    "area": round(polygon_area(o["polygon"]), 2),
+                    "iscrowd": 0,
+                    "segmentation": [o["polygon"]],
+                    "attributes": _attributes(o),
+                }
+            )
+    coco_cats = [{k: c[k] for k in ("id", "name", "supercategory")} for c in cats]
+    return {"info": INFO, "licenses": [], "images": images, "annotations": anns,
+            "categories": coco_cats}  # fmt: skip
+
+
+def write_coco(out: Path, by_split: dict[str, list[dict]], cats: list[dict]) -> list[str]:
+    files = []
+    for split in SPLITS:
+        rel = f"coco/annotations/instances_{split}.json"
+        dump_json(coco_instances(by_split[split], cats), out / rel)
+        files.append(rel)
+    return files
+
+
+def write_refcoco(out: Path, by_split: dict[str, list[dict]], cats: list[dict]) -> list[str]:
+    """``refcoco/synthetic/refs(unc).p`` and ``instances.json`` (all splits)."""
+    cat_id = {c["name"]: c["id"] for c in cats}
+    refs, everything = [], []
+    for split in SPLITS:
+        for r in by_split[split]:
+            everything.append(r)
+            for ref in r["refs"]:
+                o = r["objects"][ref["object"]]
+                sents = [
+                    {"tokens": s.split(), "raw": s, "sent": s, "sent_id": sid}
+                    for s, sid in zip(ref["sentences"], ref["sent_ids"], strict=True)
+                ]
+                refs.append(
+                    {
+                        "ref_id": ref["ref_id"],
+                        "ann_id": o["ann_id"],
+                        "image_id": r["image_id"],
+                        "split": split,
+                        "sentences": sents,
+                        "sent_ids": list(ref["sent_ids"]),
+                        "category_id": cat_id[o["category"]],
+                        "file_name": f"COCO_train2014_{r['image_id']:012d}_{o['ann_id']}.png",
+                        "sent_kinds": list(ref["kinds"]),
+                    }
+                )
+    folder = out / "refcoco" / REFCOCO_DATASET
+    folder.mkdir(parents=True, exist_ok=True)
+    # A JSON round trip makes object sharing (and so the pickle's memo) depend only on
+    # the content, not on which process built the strings: the bytes are reproducible.
+    canonical = json.loads(json.dumps(refs))
+    with open(folder / f"refs({REFCOCO_SPLIT_BY}).p", "wb") as f:
+        pickle.dump(canonical, f, protocol=4)
+    dump_json(coco_instances(everything, cats), folder / "instances.json")
+    base = f"refcoco/{REFCOCO_DATASET}"
+    return [f"{base}/refs({REFCOCO_SPLIT_BY}).p", f"{base}/instances.json"]
+
+
+def _vg_box(o: dict) -> dict:
+    x, y, w, h = (int(v) for v in o["box"])
+    return {"x": x, "y": y, "w": w, "h": h}
+
+
+def _vg_object(o: dict, with_attributes: bool) -> dict:
+    row = {"object_id": o["ann_id"], **_vg_box(o), "names": [o["category"]],
+           "synsets": [f"{o['category']}.n.01"]}  # fmt: skip
+    if with_attributes:
+        row["attributes"] = _attributes(o)
+    return row
+
+
+def _vg_endpoint(o: dict) -> dict:
+    return {"object_id": o["ann_id"], **_vg_box(o), "name": o["category"],
+            "synsets": [f"{o['category']}.n.01"]}  # fmt: skip
+
+
+def write_vg(out: Path, by_split: dict[str, list[dict]]) -> list[str]:
+    """Visual Genome v1.2 files over every labelled split, plus ``splits.json``."""
+    records = [r for split in SPLITS for r in by_split[split]]
+    image_data, objects, attributes, relationships, regions = [], [], [], [], []
+    for r in records:
+        iid, objs = r["image_id"], r["objects"]
+        image_data.append(
+            {
+                "image_id": iid,
+                "width": r["width"],
+                "height": r["height"],
+                "url": f"synthetic/VG_100K/{iid}.png",
+                "coco_id": iid,
+                "flickr_id": None,
+                "file_name": r["file_name"],
+            }  # fmt: skip
+        )
+        objects.append({"image_id": iid, "objects": [_vg_object(o, False) for o in objs]})
+        attributes.append({"image_id": iid, "attributes": [_vg_object(o, True) for o in objs]})
+        rels = [
+            {
+                "relationship_id": rel["relationship_id"],
+                "predicate": rel["predicate"],
+                "subject": _vg_endpoint(objs[rel["subject"]]),
+                "object": _vg_endpoint(objs[rel["object"]]),
+                "synsets": [],
+            }
+            for rel in r["relations"]
+        ]
+        relationships.append({"image_id": iid, "relationships": rels})
+        regs = []
+        for reg in r["regions"]:
+            b = _vg_box(objs[reg["object"]])
+            regs.append(
+                {
+                    "region_id": reg["region_id"],
+                    "image_id": iid,
+                    "x": b["x"],
+                    "y": b["y"],
+                    "width": b["w"],
+                    "height": b["h"],
+                    "phrase": reg["phrase"],
+                }  # fmt: skip
+            )
+        regions.append({"id": iid, "regions": regs})
+    files = {
+        "image_data": image_data,
+        "objects": objects,
+        "attributes": attributes,
+        "relationships": relationships,
+        "region_descriptions": regions,
+    }
+    for name, data in files.items():
+        dump_json(data, out / "vg" / f"{name}.json")
+    splits = {str(r["image_id"]): split for split in SPLITS for r in by_split[split]}
+    dump_json(splits, out / "splits.json")
+    return [f"vg/{n}.json" for n in files] + ["splits.json"]
+
+
+def _frequency(image_count: int) -> str:
+    return "r" if image_count <= 10 else "c" if image_count <= 100 else "f"
+
+
+def write_lvis(out: Path, by_split: dict[str, list[dict]], cats: list[dict]) -> list[str]:
+    """LVIS v1 files; category frequencies and counts come from the train split."""
+    cat_id = {c["name"]: c["id"] for c in cats}
+    img_count, inst_count = Counter(), Counter()
+    for r in by_split["train"]:
+        names = [o["category"] for o in r["objects"]]
+        inst_count.update(names)
+        img_count.update(set(names))
+    lvis_cats = [
+        {
+            "id": c["id"],
+            "name": c["name"],
+            "synset": c["synset"],
+            "synonyms": [c["name"]],
+            "def": f"a {c['name']} shape ({c['supercategory']})",
+            "frequency": _frequency(img_count[c["name"]]),
+            "image_count": img_count[c["name"]],
+            "instance_count": inst_count[c["name"]],
+        }
+        for c in cats
+    ]
+    files = []
+    for split in SPLITS:
+        images, anns = [], []
+        for r in by_split[split]:
+            images.append(
+                {
+                    "id": r["image_id"],
+                    "width": r["width"],
+                    "height": r["height"],
+                    "coco_url": f"http://synthetic/{IMAGE_DIR}/{r['file_name']}",
+                    "neg_category_ids": [cat_id[n] for n in r["neg_categories"]],
+                    "not_exhaustive_category_ids": [],
+                }  # fmt: skip
+            )
+            for o in r["objects"]:
+                anns.append(
+                    {
+                        "id": o["ann_id"],
+                        "image_id": r["image_id"],
+                        "category_id": cat_id[o["category"]],
+                        "bbox": _xywh(o),
+                        "area": round(polygon_area(o["polygon"]), 2),
+                        "segmentation": [o["polygon"]],
+                    }  # fmt: skip
+                )
+        rel = f"lvis/lvis_v1_{split}.json"
+        dump_json({"info": INFO, "licenses": [], "images": images, "annotations": anns,
+                   "categories": lvis_cats}, out / rel)  # fmt: skip
+        files.append(rel)
+    return files

@@ -1,0 +1,128 @@
+"""Builders called from the Hydra ``model`` group (``_target_: scalar.model.build.build_model``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scalar.model.bridge import QueryBridge
+from scalar.model.llm import build_llm, check_llm_path, set_offline
+from scalar.model.model import ScalarModel
+from scalar.model.region import RegionPromptEncoder
+from scalar.model.spatial import SpatialDecoder
+from scalar.model.vision import VisionTower
+
+
+def _plain(cfg: Any) -> dict:
+    if cfg is None:
+        return {}
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf ships with hydra
+        pass
+    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in dict(cfg).items()}
+
+
+def _load_tokenizer(tokenizer, tokenizer_path, llm_path):
+    if tokenizer is not None:
+        return tokenizer
+    from scalar.data.tokenizer import load_tokenizer
+
+    path = tokenizer_path if tokenizer_path is not None else llm_path
+    if path is None:
+        raise FileNotFoundError(
+            "no tokenizer: set model.tokenizer_path (or model.llm.path, whose tokenizer is used)"
+        )
+    return load_tokenizer(path)
+
+
+def check_weights(vision: Mapping, llm: Mapping) -> None:
+    """Fail fast, before building anything, on weights the config needs but cannot find."""
+    pre = vision.get("pretrained")
+    if pre is not None and not Path(pre).is_file():
+        raise FileNotFoundError(
+            f"vision tower weights not found: {pre} (set model.vision.pretrained to a local "
+            "open_clip checkpoint file)"
+        )
+    if pre is None and vision.get("require_pretrained"):
+        raise FileNotFoundError(
+            f"vision tower {vision.get('name')!r} needs pretrained weights: set "
+            "model.vision.pretrained to a local open_clip checkpoint file"
+        )
+    path = llm.get("path")
+    if path is not None:
+        check_llm_path(path)
+    elif llm.get("require_weights"):
+        raise FileNotFoundError(
+            "this model needs pretrained LLM weights: set model.llm.path to a local Hugging "
+            "Face model directory (weights and tokenizer)"
+        )
+
+
+def build_model(
+    vision: Mapping,
+    bridge: Mapping,
+    llm: Mapping,
+    region: Mapping | None = None,
+    spatial: Mapping | None = None,
+    tokenizer_path: str | None = None,
+    tokenizer=None,
+    region_tokens: int = 4,
+    contrastive_dim: int = 128,
+    concept_encoder: str = "embed",
+    trainable: Mapping | None = None,
+    meta_device: bool = False,
+) -> ScalarModel:
+    """Build the ScalarModel. ``meta_device=True`` builds every part on ``torch.device('meta')``
+    from configs only (no weights are read: for tests, parameter counts and benchmarks).
+
+    ``vision``: VisionTower kwargs. ``bridge``: QueryBridge kwargs except the dims.
+    ``llm``: ``config`` (dict with model_type) and/or ``path`` (local HF directory),
+    ``freeze``, ``lora``, ``gradient_checkpointing``, ``dtype``, ``require_weights``.
+    ``region`` / ``spatial``: RegionPromptEncoder / SpatialDecoder kwargs except the dims.
+    ``trainable``: a ``set_trainable`` spec applied last.
+    """
+    set_offline()
+    vision, bridge, llm = _plain(vision), _plain(bridge), _plain(llm)
+    region, spatial = _plain(region), _plain(spatial)
+    if meta_device:
+        vision["pretrained"] = None  # nothing is read on the meta device
+    else:
+        check_weights(vision, llm)
+    tok = _load_tokenizer(tokenizer, tokenizer_path, llm.get("path"))
+    llm_kwargs = {k: v for k, v in llm.items() if k != "require_weights"}
+    ctx = torch.device("meta") if meta_device else nullcontext()
+    with ctx:
+        tower = VisionTower(**vision)
+        lm = build_llm(tokenizer=tok, load_weights=not meta_device, **llm_kwargs)
+        hidden = lm.get_input_embeddings().embedding_dim
+        query_bridge = QueryBridge(tower.dim, hidden, **bridge)
+        region_enc = RegionPromptEncoder(
+            dim=hidden, in_dim=tower.dim, num_tokens=region_tokens, **region
+        )
+        spatial_cfg = {"dim": hidden, **spatial}
+        decoder = SpatialDecoder(in_dim=hidden, vis_dim=tower.dim, **spatial_cfg)
+        model = ScalarModel(
+            tower,
+            query_bridge,
+            lm,
+            region_enc,
+            decoder,
+            tok,
+            contrastive_dim=contrastive_dim,
+            concept_encoder=concept_encoder,
+        )
+    if trainable:
+        model.set_trainable(_plain(trainable))
+    return model
+
+
+def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

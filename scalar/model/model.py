@@ -1,0 +1,242 @@
+"""ScalarModel: vision tower + query bridge + causal LM + region encoder + spatial decoder.
+
+Text sequences are ``[soft prefix (bridge queries), text tokens]``; every ``<region>``
+token's input embedding is replaced by the region encoder's tokens (K per visual prompt)
+and every ``<box>``/``<point>`` trigger's final hidden state queries the spatial decoder
+over the patch tokens of its image. See ``scalar.data.sample`` for the batch contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scalar import tokens as T
+from scalar.model.llm import base_causal_lm, is_lora
+
+IGNORE = -100
+PARTS = ("vision", "bridge", "llm", "region", "spatial", "contrastive")
+
+
+class ScalarModel(nn.Module):
+    """The shared model of every stage.
+
+    ``concept_encoder``: ``"embed"`` (masked mean of the LLM input embeddings of the
+    concept text) or ``"hidden"`` (the LLM's last hidden state at the last text token).
+    """
+
+    def __init__(
+        self,
+        vision: nn.Module,
+        bridge: nn.Module,
+        llm: nn.Module,
+        region: nn.Module,
+        spatial: nn.Module,
+        tokenizer,
+        contrastive_dim: int = 128,
+        concept_encoder: str = "embed",
+    ):
+        super().__init__()
+        if concept_encoder not in ("embed", "hidden"):
+            raise ValueError(
+                f"concept_encoder must be 'embed' or 'hidden', got {concept_encoder!r}"
+            )
+        self.vision, self.bridge, self.llm = vision, bridge, llm
+        self.region, self.spatial = region, spatial
+        self.tokenizer = tokenizer
+        self.concept_encoder = concept_encoder
+        self.hidden_size = base_causal_lm(llm).get_input_embeddings().embedding_dim
+        self.region_tokens = int(region.num_tokens)
+        self.num_prefix = int(bridge.num_queries)
+        self.region_proj = nn.Linear(region.dim, contrastive_dim)
+        self.concept_proj = nn.Linear(self.hidden_size, contrastive_dim)
+        ids = {}
+        for name, tok in (("region", T.REGION), ("box", T.BOX), ("point", T.POINT), ("sep", T.SEP)):
+            tid = tokenizer.convert_tokens_to_ids(tok)
+            if tid is None or tid == tokenizer.unk_token_id:
+                raise ValueError(f"tokenizer has no {tok} token (load it with load_tokenizer)")
+            ids[name] = tid
+        self.region_id, self.box_id, self.point_id, self.sep_id = (
+            ids["region"],
+            ids["box"],
+            ids["point"],
+            ids["sep"],
+        )
+        self.eos_id, self.pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+
+    # ----------------------------------------------------------------- building blocks
+    @property
+    def causal_lm(self) -> nn.Module:
+        return base_causal_lm(self.llm)
+
+    def embed_tokens(self, ids: Tensor) -> Tensor:
+        return self.causal_lm.get_input_embeddings()(ids)
+
+    def lm_logits(self, hidden: Tensor) -> Tensor:
+        return self.causal_lm.get_output_embeddings()(hidden)
+
+    def decode(
+        self, embeds: Tensor, mask: Tensor, position_ids: Tensor, past=None, use_cache=False
+    ):
+        """Run the LLM's decoder stack: ``(last hidden state [B, L, H], cache)``."""
+        out = self.causal_lm.get_decoder()(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=position_ids,
+            past_key_values=past,
+            use_cache=use_cache,
+            return_dict=True,
+        )
+        return out.last_hidden_state, (out.past_key_values if use_cache else None)
+
+    def encode_images(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        return self.vision(images)
+
+    def fill_regions(
+        self, embeds: Tensor, ids: Tensor, patches: Tensor, grid_hw, batch: Mapping
+    ) -> Tensor:
+        """Replace the ``<region>`` embeddings by the region encoder's K tokens per prompt."""
+        where = ids == self.region_id
+        count, k = int(where.sum()), self.region_tokens
+        boxes = batch.get("region_boxes")
+        r = 0 if boxes is None else len(boxes)
+        if count != r * k:
+            raise ValueError(
+                f"the text has {count} <region> tokens but {r} visual prompts x {k} region "
+                f"tokens = {r * k} were expected (each prompt occupies K={k} consecutive "
+                "<region> tokens)"
+            )
+        if r == 0:
+            return embeds
+        rows, cols = where.nonzero(as_tuple=True)
+        rows, cols = rows.view(r, k), cols.view(r, k)
+        rb = batch["region_batch"].to(ids.device)
+        if not bool((rows == rb[:, None]).all()) or not bool((cols.diff(dim=1) == 1).all()):
+            raise ValueError(
+                "region_batch does not match the <region> tokens: each prompt needs K "
+                "consecutive <region> tokens in its own row, in row-major order"
+            )
+        enc = self.region(
+            patches,
+            grid_hw,
+            boxes.to(patches.device),
+            batch["region_kinds"].to(ids.device),
+            rb,
+            batch.get("region_masks"),
+        )
+        tokens = enc["tokens"].to(embeds.dtype).reshape(-1, embeds.shape[-1])
+        return embeds.masked_scatter(where[..., None], tokens)
+
+    def build_inputs(self, ids: Tensor, mask: Tensor, patches: Tensor, grid_hw, batch: Mapping):
+        """``(inputs_embeds, attention_mask, position_ids)`` of ``[soft prefix, text]``."""
+        embeds = self.fill_regions(self.embed_tokens(ids), ids, patches, grid_hw, batch)
+        soft = self.bridge(patches).to(embeds.dtype)
+        inputs = torch.cat([soft, embeds], dim=1)
+        ones = mask.new_ones(mask.shape[0], soft.shape[1])
+        full = torch.cat([ones, mask], dim=1)
+        return inputs, full, (full.long().cumsum(-1) - 1).clamp(min=0)
+
+    def predict_boxes(
+        self, queries: Tensor, rows: Tensor, kinds: Tensor, patches: Tensor, grid_hw
+    ) -> dict[str, Tensor]:
+        """Spatial decoder on trigger hidden states ``[N, H]`` of images ``rows``."""
+        dtype = next(self.spatial.parameters()).dtype
+        return self.spatial(queries.to(dtype), patches[rows].to(dtype), grid_hw, kind=kinds)
+
+    def trigger_mask(self, ids: Tensor) -> Tensor:
+        return (ids == self.box_id) | (ids == self.point_id)
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, batch: Mapping) -> dict:
+        """Teacher-forced pass. Returns ``logits [B, T, V]`` and ``hidden [B, T, H]``
+        aligned to ``input_ids``; ``box_pred [N, 4]`` (plus ``box_kind``, ``box_batch``,
+        ``box_attn``) for the answer's triggers in row-major order; ``region_emb`` and
+        ``concept_emb [C, E]`` (L2-normalised) when ``concept_*`` keys are present.
+        """
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        patches, grid_hw = self.encode_images(batch["images"])
+        inputs, full, pos = self.build_inputs(ids, mask, patches, grid_hw, batch)
+        hidden = self.decode(inputs, full, pos)[0][:, self.num_prefix :]
+        out = {"logits": self.lm_logits(hidden), "hidden": hidden, "grid_hw": grid_hw}
+        trig = self.trigger_mask(ids)
+        labels = batch.get("labels")
+        trig &= (labels != IGNORE) if labels is not None else mask.bool()
+        rows, cols = trig.nonzero(as_tuple=True)
+        kinds = (ids[rows, cols] == self.point_id).long()
+        sp = self.predict_boxes(hidden[rows, cols], rows, kinds, patches, grid_hw)
+        out.update(
+            box_pred=sp["boxes"],
+            box_kind=kinds,
+            box_batch=rows,
+            box_attn=sp["attn"],
+            box_centre=sp["centre"],
+        )
+        if "concept_input_ids" in batch:
+            out.update(self.encode_concepts(batch, patches, grid_hw))
+        return out
+
+    def encode_concepts(self, batch: Mapping, patches: Tensor, grid_hw) -> dict[str, Tensor]:
+        """Region embeddings of ``concept_boxes`` and text embeddings of ``concept_input_ids``."""
+        boxes, cb = batch["concept_boxes"], batch["concept_batch"].to(patches.device)
+        kinds = torch.zeros(len(boxes), dtype=torch.long, device=patches.device)
+        pooled = self.region(patches, grid_hw, boxes.to(patches.device), kinds, cb)["pooled"]
+        region = self.region_proj(pooled.to(self.region_proj.weight.dtype))
+        ids, m = batch["concept_input_ids"], batch["concept_attention_mask"]
+        emb = self.embed_tokens(ids)
+        mf = m.to(emb.dtype)[..., None]
+        if self.concept_encoder == "embed":
+            text = (emb * mf).sum(1) / mf.sum(1).clamp(min=1.0)
+        else:
+            pos = (m.long().cumsum(-1) - 1).clamp(min=0)
+            h = self.decode(emb, m, pos)[0]
+            last = (m.long() * torch.arange(m.shape[1], device=m.device)).argmax(-1)
+            text = h[torch.arange(len(h), device=h.device), last]
+        concept = self.concept_proj(text.to(self.concept_proj.weight.dtype))
+        return {
+            "region_emb": F.normalize(region, dim=-1),
+            "concept_emb": F.normalize(concept, dim=-1),
+        }
+
+    # ----------------------------------------------------------------- generation
+    def generate(self, batch: Mapping, **kwargs) -> dict:
+        """Batched generation with a KV cache; see :func:`scalar.model.generate.generate`."""
+        from scalar.model.generate import generate
+
+        return generate(self, batch, **kwargs)
+
+    # ----------------------------------------------------------------- trainable parts
+    def part_modules(self, part: str) -> list[nn.Module]:
+        if part not in PARTS:
+            raise ValueError(f"unknown model part {part!r} (parts: {', '.join(PARTS)})")
+        if part == "contrastive":
+            return [self.region_proj, self.concept_proj]
+        return [getattr(self, part)]
+
+    def set_trainable(self, spec: Mapping[str, bool | str]) -> None:
+        """``{part: False | True}`` for vision/bridge/region/spatial/contrastive; ``llm``
+        also takes ``"lora"`` (only the adapters train). Parts not named keep their state.
+        """
+        for part, value in dict(spec).items():
+            modules = self.part_modules(part)
+            if part == "llm" and value == "lora":
+                if not is_lora(self.llm):
+                    raise ValueError("trainable llm=lora needs LoRA adapters: set model.llm.lora")
+                for name, p in self.llm.named_parameters():
+                    p.requires_grad_("lora_" in name)
+                continue
+            if not isinstance(value, bool):
+                raise ValueError(
+                    f"trainable.{part} must be true or false (llm: or lora), got {value!r}"
+                )
+            if part == "vision":
+                self.vision.set_frozen(not value)
+                continue
+            for module in modules:
+                for p in module.parameters():
+                    p.requires_grad_(value)
+
+    def trainable_parameter_names(self) -> list[str]:
+        return [n for n, p in self.named_parameters() if p.requires_grad]

@@ -1,0 +1,159 @@
+"""Spatial decoder (the "activated lightweight transformer").
+
+The hidden state of a ``<box>``/``<point>`` trigger token queries a few cross-attention
+blocks over the patch grid of its image. The box head is a soft-argmax: a last attention
+over the grid (keys carry 2-D positions) gives the centre as the attention-weighted mean
+of cell centres, plus a small bounded offset; an MLP gives width and height.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from scalar.model.boxes import denormalize_boxes
+from scalar.model.region import fourier_encode
+
+_MIN_SIZE = 1e-3
+
+
+def cell_centres(grid_hw: tuple[int, int], device=None, dtype=torch.float32) -> Tensor:
+    """``[h*w, 2]`` (x, y) centres of the grid cells in [0, 1] image coordinates, row-major."""
+    h, w = grid_hw
+    ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h
+    xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) / w
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx.flatten(), yy.flatten()], dim=-1)
+
+
+def sincos_2d(grid_hw: tuple[int, int], dim: int, device=None) -> Tensor:
+    """Fixed 2-D sinusoidal embedding ``[h*w, dim]``: half the channels for x, half for y."""
+    if dim % 4:
+        raise ValueError(f"sincos position embedding needs dim divisible by 4, got {dim}")
+    centres = cell_centres(grid_hw, device)  # [P, 2]
+    n = dim // 4
+    omega = 1.0 / (100.0 ** (torch.arange(n, device=device, dtype=torch.float32) / max(n, 1)))
+    parts = []
+    for axis in (0, 1):
+        ang = centres[:, axis, None] * omega * 2 * math.pi * 8
+        parts += [ang.sin(), ang.cos()]
+    return torch.cat(parts, dim=-1)
+
+
+def soft_argmax(attn: Tensor, grid_hw: tuple[int, int]) -> Tensor:
+    """Attention ``[N, h*w]`` (rows sum to 1) -> expected cell centre ``[N, 2]`` in [0, 1]."""
+    return attn @ cell_centres(grid_hw, attn.device, attn.dtype)
+
+
+class _Block(nn.Module):
+    """Pre-norm cross-attention + MLP block for a single query."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: int):
+        super().__init__()
+        self.norm_q = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+        )
+
+    def forward(self, x: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        q = self.norm_q(x)
+        x = x + self.attn(q, keys, values, need_weights=False)[0]
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class SpatialDecoder(nn.Module):
+    """Trigger hidden states + patch tokens -> boxes (xyxy in [0, 1]) or points.
+
+    ``in_dim``: width of the trigger hidden states (LLM width), ``vis_dim``: width of the
+    patch tokens; both default to ``dim``. ``grid_pos``: ``"sincos"`` (fixed) or
+    ``"learned"`` (an MLP on a Fourier encoding of the cell centre, any grid size).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        in_dim: int | None = None,
+        vis_dim: int | None = None,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: int = 2,
+        grid_pos: str = "sincos",
+        num_freqs: int = 8,
+    ):
+        super().__init__()
+        in_dim, vis_dim = in_dim or dim, vis_dim or dim
+        if grid_pos not in ("sincos", "learned"):
+            raise ValueError(f"grid_pos must be 'sincos' or 'learned', got {grid_pos!r}")
+        self.dim, self.grid_pos, self.num_freqs = dim, grid_pos, num_freqs
+        self.in_proj = nn.Linear(in_dim, dim) if in_dim != dim else nn.Identity()
+        self.mem_proj = nn.Linear(vis_dim, dim) if vis_dim != dim else nn.Identity()
+        if grid_pos == "learned":
+            self.pos_mlp = nn.Sequential(
+                nn.Linear(2 * (1 + 2 * num_freqs), dim), nn.GELU(), nn.Linear(dim, dim)
+            )
+        self.blocks = nn.ModuleList(_Block(dim, num_heads, mlp_ratio) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(dim)
+        self.head_q = nn.Linear(dim, dim)
+        self.head_k = nn.Linear(dim, dim)
+        self.offset = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 2))
+        self.size = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 2))
+        nn.init.zeros_(self.offset[-1].weight)
+        nn.init.zeros_(self.offset[-1].bias)
+
+    def positions(self, grid_hw: tuple[int, int], device) -> Tensor:
+        """``[h*w, dim]`` position embeddings of the grid cells."""
+        if self.grid_pos == "sincos":
+            return sincos_2d(grid_hw, self.dim, device)
+        enc = fourier_encode(cell_centres(grid_hw, device), self.num_freqs)
+        return self.pos_mlp(enc)
+
+    def forward(
+        self, q: Tensor, patches: Tensor, grid_hw: tuple[int, int], kind: str | Tensor = "box"
+    ) -> dict[str, Tensor]:
+        """``q [N, in_dim]``, ``patches [N, h*w, vis_dim]`` (the image of each trigger).
+
+        ``kind``: ``"box"``, ``"point"`` or a ``[N]`` tensor (0 box, 1 point). Returns
+        ``boxes [N, 4]`` xyxy in [0, 1] (points as ``(x, y, x, y)``), ``centre [N, 2]``,
+        ``size [N, 2]`` (w, h) and ``attn [N, h*w]`` (the soft-argmax weights).
+        """
+        h, w = grid_hw
+        if patches.shape[1] != h * w:
+            raise ValueError(f"patches have {patches.shape[1]} positions, grid is {h}x{w}")
+        mem = self.mem_proj(patches)
+        pos = self.positions(grid_hw, mem.device).to(mem.dtype)
+        keys = mem + pos
+        x = self.in_proj(q)[:, None]  # [N, 1, dim]
+        for block in self.blocks:
+            x = block(x, keys, mem)
+        x = self.norm(x)
+        logits = (self.head_q(x) @ self.head_k(keys).transpose(1, 2))[:, 0] / math.sqrt(self.dim)
+        attn = logits.float().softmax(dim=-1)  # [N, P]
+        centre = soft_argmax(attn, grid_hw)
+        ctx = torch.cat([x[:, 0], (attn.to(mem.dtype)[:, None] @ mem)[:, 0]], dim=-1)
+        cell = centre.new_tensor([1.0 / w, 1.0 / h])
+        centre = (centre + torch.tanh(self.offset(ctx).float()) * cell).clamp(0, 1)
+        size = torch.sigmoid(self.size(ctx).float()) * (1 - _MIN_SIZE) + _MIN_SIZE
+        boxes = torch.cat([centre - size / 2, centre + size / 2], dim=-1).clamp(0, 1)
+        is_point = self._is_point(kind, len(q), q.device)
+        if is_point.any():
+            boxes = torch.where(is_point[:, None], centre.repeat(1, 2), boxes)
+        return {"boxes": boxes, "centre": centre, "size": size, "attn": attn}
+
+    @staticmethod
+    def _is_point(kind: str | Tensor, n: int, device) -> Tensor:
+        if isinstance(kind, Tensor):
+            return kind.to(device) == 1
+        if kind not in ("box", "point"):
+            raise ValueError(f"kind must be 'box' or 'point', got {kind!r}")
+        return torch.full((n,), kind == "point", dtype=torch.bool, device=device)
+
+
+def to_pixels(boxes01: Tensor, image_sizes: Tensor) -> Tensor:
+    """``[N, 4]`` boxes or ``[N, 2]`` points in [0, 1] -> pixels; ``image_sizes [N, 2]`` (w, h)."""
+    if boxes01.shape[-1] == 2:
+        return boxes01 * torch.as_tensor(image_sizes, dtype=boxes01.dtype, device=boxes01.device)
+    return denormalize_boxes(boxes01, image_sizes)
