@@ -64,3 +64,10 @@ class Sample:
     regions: list[VisualPrompt] = field(default_factory=list)
     target_boxes: list[Box] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+
+# Extra batch keys for generation (prompt only, LEFT-padded so generation appends on the right):
+# prompt_input_ids       LongTensor[B, Tp]  prompt tokens up to and including <sep>
+# prompt_attention_mask  LongTensor[B, Tp]
+# (region_* keys refer to <region> tokens of prompt_input_ids and input_ids alike: a prompt
+#  holds all of a sample's <region> tokens.) Each visual prompt occupies K consecutive
+#  <region> tokens, K = the model's region_tokens; the collate writes them.
