@@ -1,0 +1,212 @@
+"""Samples (with decoded images) -> the batch dict of ``scalar.data.sample``'s contract.
+
+Row ``b`` of ``input_ids`` is ``<s> prompt <sep> target </s>``; each ``<region>`` of the
+prompt text becomes K consecutive ``<region>`` tokens. ``labels`` keep the target and
+``</s>``. ``prompt_input_ids`` is ``<s> prompt <sep>``, left-padded for generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from scalar import tokens as T
+from scalar.data.chains import LEVEL_INDEX
+from scalar.data.sample import PROMPT_KINDS, Sample, VisualPrompt
+
+IGNORE = -100
+KIND_INDEX = {k: i for i, k in enumerate(PROMPT_KINDS)}  # box 0, point 1, mask 2
+POINT_RADIUS = 0.04  # point prompt disc radius, as a fraction of the grid (at least one cell)
+
+
+def box_mask(box01: Sequence[float], m: int) -> torch.Tensor:
+    """``[m, m]`` fraction of each grid cell covered by a [0, 1] xyxy box."""
+    edges = torch.arange(m + 1, dtype=torch.float64) / m
+
+    def cover(lo: float, hi: float) -> torch.Tensor:
+        return (edges[1:].clamp(max=hi) - edges[:-1].clamp(min=lo)).clamp(min=0) * m
+
+    x1, y1, x2, y2 = (min(max(float(v), 0.0), 1.0) for v in box01)
+    return (cover(y1, y2)[:, None] * cover(x1, x2)[None, :]).float()
+
+
+def point_mask(x01: float, y01: float, m: int) -> torch.Tensor:
+    """``[m, m]`` disc of cells whose centre lies within the radius of the point."""
+    r = max(1.0, POINT_RADIUS * m)
+    c = torch.arange(m, dtype=torch.float32) + 0.5  # cell centres in cell units
+    d2 = (c[None, :] - x01 * m) ** 2 + (c[:, None] - y01 * m) ** 2
+    return (d2 <= r * r).float()
+
+
+def polygon_or_rle_mask(mask, height: int, width: int, m: int) -> torch.Tensor:
+    """Rasterise a polygon list or RLE at image size, then area-resize to ``[m, m]``."""
+    from scalar.data.readers.coco import mask_to_array
+
+    arr = torch.from_numpy(np.asarray(mask_to_array(mask, height, width), dtype=np.float32))
+    return F.interpolate(arr[None, None], size=(m, m), mode="area")[0, 0]
+
+
+def region_mask(vp: VisualPrompt, width: int, height: int, m: int) -> torch.Tensor:
+    if vp.kind == "mask" and vp.mask is not None:
+        return polygon_or_rle_mask(vp.mask, height, width, m)
+    if vp.kind == "point":
+        x, y = vp.point if vp.point is not None else vp.box[:2]
+        return point_mask(x / width, y / height, m)
+    return box_mask(normalize(vp.box, width, height), m)
+
+
+def normalize(box, width: int, height: int) -> list[float]:
+    return [box[0] / width, box[1] / height, box[2] / width, box[3] / height]
+
+
+def _describe(s: Sample) -> str:
+    return f"{s.task} sample of image {s.image.id} (prompt {s.prompt!r})"
+
+
+class Collator:
+    """Callable collate function: a list of dataset items -> batch dict (see module doc)."""
+
+    def __init__(
+        self, tokenizer, region_tokens: int = 4, mask_size: int = 16, max_length: int = 512
+    ):
+        self.tok, self.k, self.m, self.max_length = (
+            tokenizer,
+            int(region_tokens),
+            int(mask_size),
+            int(max_length),
+        )
+        ids = tokenizer.convert_tokens_to_ids
+        self.pad, self.bos, self.eos = ids(T.PAD), ids(T.BOS), ids(T.EOS)
+        self.sep, self.region = ids(T.SEP), ids(T.REGION)
+        self.triggers = {ids(T.BOX), ids(T.POINT)}
+        unk = tokenizer.unk_token_id
+        missing = [
+            t
+            for t in (T.PAD, T.BOS, T.EOS, T.SEP, T.REGION, T.BOX, T.POINT)
+            if ids(t) in (None, unk)
+        ]
+        if missing:
+            raise ValueError(
+                f"tokenizer lacks special tokens {missing} (use scalar.data.tokenizer.load_tokenizer)"
+            )
+        if self.k < 1:
+            raise ValueError(f"region_tokens must be >= 1, got {region_tokens}")
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tok(texts, add_special_tokens=False)["input_ids"]
+
+    def _prompt_text(self, s: Sample) -> str:
+        n = s.prompt.count(T.REGION)
+        if n != len(s.regions):
+            raise ValueError(
+                f"{_describe(s)}: {n} {T.REGION} placeholders but {len(s.regions)} visual prompts"
+            )
+        return s.prompt.replace(T.REGION, " ".join([T.REGION] * self.k))
+
+    @staticmethod
+    def _pad(rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
+        width = max(max((len(r) for r in rows), default=0), 1)
+        out = np.full((len(rows), width), value, dtype=np.int64)
+        for i, r in enumerate(rows):
+            if r:
+                if left:
+                    out[i, width - len(r) :] = r
+                else:
+                    out[i, : len(r)] = r
+        return torch.from_numpy(out)
+
+    def __call__(self, items: list[dict]) -> dict:
+        samples: list[Sample] = [it["sample"] for it in items]
+        prompts = self.encode([self._prompt_text(s) for s in samples])
+        targets = self.encode([s.target for s in samples])
+        rows, labels, prompt_rows = [], [], []
+        region_boxes, region_kinds, region_masks, region_batch = [], [], [], []
+        target_boxes, target_batch = [], []
+        for b, (s, p, t) in enumerate(zip(samples, prompts, targets)):
+            w, h = s.image.width, s.image.height
+            if p.count(self.region) != self.k * len(s.regions) or self.region in t:
+                raise ValueError(
+                    f"{_describe(s)}: {T.REGION} tokens do not match its visual prompts"
+                )
+            head = [self.bos, *p, self.sep]
+            row = head + t + [self.eos]
+            if len(row) > self.max_length:
+                raise ValueError(
+                    f"{_describe(s)} has {len(row)} tokens > max_length {self.max_length}; raise data.max_length"
+                )
+            rows.append(row)
+            labels.append([IGNORE] * len(head) + t + [self.eos])
+            prompt_rows.append(head)
+            for vp in s.regions:
+                region_boxes.append(normalize(vp.box, w, h))
+                region_kinds.append(KIND_INDEX[vp.kind])
+                region_masks.append(region_mask(vp, w, h, self.m))
+                region_batch.append(b)
+            n_trig = sum(tok in self.triggers for tok in t)
+            if n_trig:
+                if n_trig != len(s.target_boxes):
+                    raise ValueError(
+                        f"{_describe(s)}: {n_trig} spatial triggers but {len(s.target_boxes)} target boxes"
+                    )
+                target_boxes += [normalize(bx, w, h) for bx in s.target_boxes]
+                target_batch += [b] * n_trig
+        batch = {
+            "images": torch.stack([it["image"] for it in items]),
+            "image_sizes": torch.tensor(
+                [[s.image.width, s.image.height] for s in samples], dtype=torch.long
+            ),
+            "input_ids": self._pad(rows, self.pad),
+            "attention_mask": self._pad([[1] * len(r) for r in rows], 0),
+            "labels": self._pad(labels, IGNORE),
+            "prompt_input_ids": self._pad(prompt_rows, self.pad, left=True),
+            "prompt_attention_mask": self._pad([[1] * len(r) for r in prompt_rows], 0, left=True),
+            "region_boxes": torch.tensor(region_boxes, dtype=torch.float32).reshape(-1, 4),
+            "region_kinds": torch.tensor(region_kinds, dtype=torch.long),
+            "region_masks": torch.stack(region_masks)
+            if region_masks
+            else torch.zeros(0, self.m, self.m),
+            "region_batch": torch.tensor(region_batch, dtype=torch.long),
+            "target_boxes": torch.tensor(target_boxes, dtype=torch.float32).reshape(-1, 4),
+            "target_batch": torch.tensor(target_batch, dtype=torch.long),
+        }
+        batch.update(self._concepts(samples))
+        batch["samples"] = samples
+        batch["skipped"] = [x for it in items for x in it.get("skipped", [])]
+        return batch
+
+    def _concepts(self, samples: list[Sample]) -> dict:
+        ids: dict[str, int] = {}
+        texts, levels, boxes, rows = [], [], [], []
+        for b, s in enumerate(samples):
+            seen = set()
+            for c in s.meta.get("concepts") or []:
+                key = (c.level, c.text, tuple(c.box))
+                if key in seen or c.level not in LEVEL_INDEX:
+                    continue
+                seen.add(key)
+                ids.setdefault(c.text, len(ids))
+                texts.append(c.text)
+                levels.append(LEVEL_INDEX[c.level])
+                boxes.append(normalize(c.box, s.image.width, s.image.height))
+                rows.append(b)
+        enc = self.encode(texts)
+        return {
+            "concept_ids": torch.tensor([ids[t] for t in texts], dtype=torch.long),
+            "concept_levels": torch.tensor(levels, dtype=torch.long),
+            "concept_boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "concept_batch": torch.tensor(rows, dtype=torch.long),
+            "concept_input_ids": self._pad(enc, self.pad),
+            "concept_attention_mask": self._pad([[1] * len(e) for e in enc], 0),
+        }
+
+
+def row_lengths(collator: Collator, samples: list[Sample]) -> list[int]:
+    """Length of the ``input_ids`` row each sample would give."""
+    prompts = collator.encode([collator._prompt_text(s) for s in samples])
+    targets = collator.encode([s.target for s in samples])
+    return [len(p) + len(t) + 3 for p, t in zip(prompts, targets)]

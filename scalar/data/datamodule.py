@@ -1,0 +1,328 @@
+"""The Lightning DataModule: corpora -> task samples -> batches of the batch contract.
+
+``corpora`` maps a split name (train, val, heldout, test, testA, ...) to a reader (a
+callable returning a ``Corpus``, e.g. a Hydra ``_partial_: true`` reader config) or a
+list of them merged onto the first with ``merge_corpora``. Training batches follow a
+task mixture (``MixtureSampler``); its position is saved with the checkpoint
+(``state_dict``) so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from scalar.data.collate import Collator, row_lengths
+from scalar.data.dataset import MixtureSampler, SampleDataset
+from scalar.data.merge import clear_cache, read_all
+from scalar.data.prepare import (
+    attach_sent_kinds,
+    cap_samples,
+    ensure_synthetic,
+    ensure_tokenizer,
+    held_out_names,
+    load_sent_kinds,
+)
+from scalar.data.sample import PROMPT_KINDS, Sample
+from scalar.data.scene import Corpus, Skips
+from scalar.data.tasks import TaskBuilder
+
+log = logging.getLogger(__name__)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _plain(x: Any) -> Any:
+    """OmegaConf containers -> Python ones (leaves instantiated objects alone)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover
+        return x
+    if isinstance(x, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(x, resolve=True)
+    return x
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose state is its ``MixtureSampler``'s (Lightning saves and restores it)."""
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+
+
+class SceneDataModule(L.LightningDataModule):
+    """See the module docstring; ``setup`` exposes ``corpora``, ``samples`` and ``skips``.
+
+    ``root``, ``dataset``, ``split_by``, ``image_dir``, ``coco_root`` and ``splits_file``
+    are the data config's keys that its reader configs interpolate; kept for reference.
+    """
+
+    def __init__(
+        self,
+        corpora: Mapping[str, Any],
+        tasks: Mapping[str, float] | Sequence[str] = ("rec",),
+        val_tasks: Mapping[str, float] | Sequence[str] | None = None,
+        tokenizer_path: str | None = None,
+        llm_path: str | None = None,
+        image_size: int = 64,
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+        region_tokens: int = 4,
+        box_format: str = "continuous",
+        val_box_format: str | None = None,
+        mixed_textual_fraction: float = 0.5,
+        level_dropout: float = 0.0,
+        prompt_kinds: Sequence[str] = PROMPT_KINDS,
+        batch_size: int = 16,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        synthetic: Mapping[str, Any] | None = None,
+        max_samples_per_split: Mapping[str, int] | None = None,
+        samples_per_epoch: int | None = None,
+        val_splits: Sequence[str] = ("val", "heldout"),
+        test_splits: Sequence[str] = ("test",),
+        predict_splits: Sequence[str] | None = None,
+        mask_size: int = 16,
+        max_length: int = 512,
+        max_spatial_pairs: int = 6,
+        ref_kinds_file: str | None = None,
+        held_out_categories: Any = None,
+        tokenizer_vocab_size: int = 1024,
+        root: str | None = None,
+        tokenizer: Any = None,
+        dataset: str | None = None,
+        split_by: str | None = None,
+        image_dir: str | None = None,
+        coco_root: str | None = None,
+        splits_file: str | None = None,
+    ):
+        super().__init__()
+        self.corpora_spec = dict(_plain(corpora))
+        self.tasks = _plain(tasks)
+        self.val_tasks = _plain(val_tasks) if val_tasks is not None else self.tasks
+        self.tokenizer_path, self.tokenizer = tokenizer_path or llm_path, tokenizer
+        self.image_size, self.mean, self.std = int(image_size), tuple(mean), tuple(std)
+        self.region_tokens, self.mask_size, self.max_length = region_tokens, mask_size, max_length
+        self.box_format = box_format
+        self.val_box_format = val_box_format or (
+            "continuous" if box_format == "mixed" else box_format
+        )
+        self.mixed_textual_fraction, self.level_dropout = mixed_textual_fraction, level_dropout
+        self.prompt_kinds = tuple(prompt_kinds)
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
+        self.num_workers, self.seed = num_workers, seed
+        self.synthetic = dict(_plain(synthetic)) if synthetic else None
+        self.max_samples = dict(_plain(max_samples_per_split) or {})
+        self.samples_per_epoch = samples_per_epoch
+        self.val_splits, self.test_splits = list(val_splits), list(test_splits)
+        self.predict_splits = list(predict_splits) if predict_splits else list(test_splits)
+        self.max_spatial_pairs = max_spatial_pairs
+        self.ref_kinds_file, self.held_out_spec = ref_kinds_file, _plain(held_out_categories)
+        self.vocab_size, self.root = tokenizer_vocab_size, root
+        self.source = {"root": root, "dataset": dataset, "split_by": split_by,
+                       "image_dir": image_dir, "coco_root": coco_root, "splits_file": splits_file}  # fmt: skip
+        self.corpora: dict[str, Corpus] = {}
+        self.samples: dict[str, list[Sample]] = {}
+        self.skips = Skips()
+        self.collator: Collator | None = None
+        self.sampler: MixtureSampler | None = None
+        self._pending_state: dict | None = None
+        self._seen_bad: set[tuple[str, str]] = set()
+
+    # -- preparation ----------------------------------------------------------------------
+    def read_corpora(self) -> dict[str, Corpus]:
+        if not self.corpora:
+            for split, spec in self.corpora_spec.items():
+                self.corpora[split] = read_all(spec)
+            clear_cache()
+            if self.ref_kinds_file and Path(self.ref_kinds_file).is_file():
+                kinds = load_sent_kinds(self.ref_kinds_file)
+                for corpus in self.corpora.values():
+                    attach_sent_kinds(corpus.scenes, kinds)
+        return self.corpora
+
+    def prepare_data(self) -> None:
+        """Build the synthetic corpus and its tokenizer when configured and missing."""
+        if self.synthetic:
+            opts = dict(self.synthetic)
+            root = opts.pop("root", None) or self.root
+            if root is None:
+                raise ValueError("data.synthetic needs a root (or data.root)")
+            ensure_synthetic(root, opts)
+            if self.tokenizer is None and self.tokenizer_path:
+                ensure_tokenizer(
+                    self.tokenizer_path, lambda: self.read_corpora().values(), self.vocab_size
+                )
+
+    def _builder(self, train: bool, held_out: set[str]) -> TaskBuilder:
+        return TaskBuilder(
+            self.tasks if train else self.val_tasks,
+            box_format=self.box_format if train else self.val_box_format,
+            mixed_textual_fraction=self.mixed_textual_fraction,
+            level_dropout=self.level_dropout if train else 0.0,
+            prompt_kinds=self.prompt_kinds,
+            seed=self.seed,
+            held_out_categories=held_out,
+            max_spatial_pairs=self.max_spatial_pairs,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.collator is not None:
+            return
+        self.prepare_data()
+        if self.tokenizer is None:
+            if not self.tokenizer_path:
+                raise ValueError("no tokenizer: set data.tokenizer_path (or model.llm.path)")
+            from scalar.data.tokenizer import load_tokenizer
+
+            self.tokenizer = load_tokenizer(self.tokenizer_path)
+        collator = Collator(self.tokenizer, self.region_tokens, self.mask_size, self.max_length)
+        self.collator = collator
+        corpora = self.read_corpora()
+        held_out = held_out_names(self.held_out_spec, corpora.values())
+        train_b, eval_b = self._builder(True, held_out), self._builder(False, held_out)
+        lines = []
+        for split, corpus in corpora.items():
+            samples = (train_b if split == "train" else eval_b).build_all(corpus.scenes)
+            samples = cap_samples(samples, self.max_samples.get(split), self.seed)
+            self.samples[split] = self._drop_long(samples)
+            self.skips.update(corpus.skips)
+            per_task: dict[str, int] = {}
+            for s in self.samples[split]:
+                per_task[s.task] = per_task.get(s.task, 0) + 1
+            n = len(self.samples[split])
+            lines.append(f"  {split}: {len(corpus.scenes)} images, {n} samples {per_task}")
+        print("data: " + ", ".join(f"{k}={v.name}" for k, v in corpora.items()))
+        print("\n".join(lines))
+        print("data: " + self.skips.report())
+        if self.samples.get("train"):
+            weights = self._weights(self.tasks)
+            tasks = [s.task for s in self.samples["train"]]
+            world = getattr(self.trainer, "world_size", 1) if self.trainer else 1
+            rank = getattr(self.trainer, "global_rank", 0) if self.trainer else 0
+            self.sampler = MixtureSampler(
+                tasks, weights, self.samples_per_epoch, self.seed, world, rank
+            )
+            if self._pending_state:
+                self.sampler.load_state_dict(self._pending_state)
+                self._pending_state = None
+
+    def _drop_long(self, samples: list[Sample]) -> list[Sample]:
+        """Drop (and count as ``sample_too_long``) samples longer than ``max_length`` tokens.
+
+        Only samples whose byte count could reach the limit are tokenised."""
+        k = self.region_tokens
+        bound = [
+            len(s.prompt.encode()) + len(s.target.encode()) + k * len(s.regions) + 3
+            for s in samples
+        ]
+        risky = [i for i, b in enumerate(bound) if b > self.max_length]
+        if not risky:
+            return samples
+        lengths = row_lengths(self.collator, [samples[i] for i in risky])
+        bad = {i for i, n in zip(risky, lengths) if n > self.max_length}
+        for i in sorted(bad):
+            s = samples[i]
+            self.skips.add("sample_too_long", f"{s.task} image {s.image.id} ({s.prompt[:40]!r})")
+        return [s for i, s in enumerate(samples) if i not in bad]
+
+    @staticmethod
+    def _weights(tasks) -> dict[str, float]:
+        if isinstance(tasks, Mapping):
+            return {str(k): float(v) for k, v in tasks.items()}
+        return {t: 1.0 for t in tasks}
+
+    # -- loaders --------------------------------------------------------------------------
+    def _dataset(self, split: str) -> SampleDataset:
+        return SampleDataset(self.samples[split], self.image_size, self.mean, self.std)
+
+    def _loader(self, split: str, batch_size: int, sampler=None) -> DataLoader:
+        return (ResumableLoader if sampler is not None else DataLoader)(
+            self._dataset(split),
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=False,
+            collate_fn=self.collator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _require_setup(self) -> None:
+        if self.collator is None:
+            self.setup()
+
+    def train_dataloader(self) -> DataLoader:
+        self._require_setup()
+        if self.sampler is None:
+            raise ValueError(
+                f"no training samples: split 'train' of {sorted(self.samples)} is empty or "
+                f"missing for tasks {self.tasks}"
+            )
+        return self._loader("train", self.batch_size, self.sampler)
+
+    def _eval_loaders(self, splits: Sequence[str]):
+        self._require_setup()
+        names = [s for s in splits if self.samples.get(s)]
+        loaders = [self._loader(s, self.val_batch_size) for s in names]
+        return loaders[0] if len(loaders) == 1 else loaders
+
+    def eval_split_names(self, stage: str = "val") -> list[str]:
+        """Split of each eval dataloader, in dataloader_idx order."""
+        splits = {"val": self.val_splits, "test": self.test_splits}.get(stage, self.predict_splits)
+        return [s for s in splits if self.samples.get(s)]
+
+    def val_dataloader(self):
+        return self._eval_loaders(self.val_splits)
+
+    def test_dataloader(self):
+        return self._eval_loaders(self.test_splits)
+
+    def predict_dataloader(self):
+        return self._eval_loaders(self.predict_splits)
+
+    # -- hooks and state ------------------------------------------------------------------
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count replaced images (once per path) and advance the sampler on training batches."""
+        if isinstance(batch, dict):
+            for reason, path in batch.get("skipped", []):
+                if (reason, path) not in self._seen_bad:
+                    self._seen_bad.add((reason, path))
+                    self.skips.add(reason, path)
+                    log.warning("%s: %s", reason, path)
+            training = self.trainer is None or self.trainer.training
+            if training and self.sampler is not None and "samples" in batch:
+                self.sampler.consume(len(batch["samples"]))
+        return batch
+
+    def transfer_batch_to_device(self, batch: Any, device, dataloader_idx: int) -> Any:
+        """Move the tensors of a batch dict; samples and other plain data stay as they are."""
+        if isinstance(batch, dict):
+            return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def state_dict(self) -> dict:
+        if self.sampler is not None:
+            return {"sampler": self.sampler.state_dict()}
+        return {"sampler": self._pending_state} if self._pending_state else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = state_dict.get("sampler")
+        if not state:
+            return
+        if self.sampler is not None:
+            self.sampler.load_state_dict(state)
+        else:
+            self._pending_state = dict(state)
+
+
+__all__ = ["SceneDataModule"]

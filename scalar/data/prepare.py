@@ -1,0 +1,137 @@
+"""One-time preparation: build the synthetic corpus and train the tiny tokenizer on its text.
+
+Both steps run only when their output is missing, and say what they do.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from scalar.data.sample import Sample
+from scalar.data.scene import Corpus, Scene
+
+
+def ensure_synthetic(root: str | Path, options: dict[str, Any], log: Callable = print) -> bool:
+    """Build the synthetic corpus into ``root`` unless ``root/manifest.json`` exists.
+
+    Returns True when it was built now.
+    """
+    root = Path(root)
+    if (root / "manifest.json").is_file():
+        return False
+    from scalar.data.synth.build import build_synthetic
+
+    log(f"data: building the synthetic corpus in {root} ({options})")
+    manifest = build_synthetic(root, **options)
+    counts = manifest.get("counts", {})
+    log(
+        "data: synthetic corpus built: "
+        + ", ".join(f"{k} {v.get('images', 0)} images" for k, v in counts.items())
+    )
+    return True
+
+
+def corpus_texts(corpora: Iterable[Corpus]) -> Iterator[str]:
+    """Every text the tasks can produce from the corpora (prompts, targets, chain levels,
+    references, category names), in both box formats."""
+    from scalar.data.tasks import ALL_TASKS, PROMPTS, TaskBuilder
+    from scalar.data.tasks_spatial import SPATIAL_PROMPTS
+
+    yield from PROMPTS.values()
+    yield from SPATIAL_PROMPTS.values()
+    for fmt in ("continuous", "textual"):
+        builder = TaskBuilder(ALL_TASKS, box_format=fmt, seed=0)
+        for corpus in corpora:
+            for c in corpus.categories:
+                yield " ".join(v for v in (c.name, c.supercategory) if v)
+            for scene in corpus.scenes:
+                for s in builder.build(scene):
+                    yield s.prompt
+                    yield s.target
+                    if fmt == "continuous":
+                        yield from s.meta.get("references", [])
+                        yield from (c.text for c in s.meta.get("concepts") or [])
+
+
+def ensure_tokenizer(
+    path: str | Path,
+    corpora: Callable[[], Iterable[Corpus]],
+    vocab_size: int = 1024,
+    log: Callable = print,
+) -> bool:
+    """Train a BPE tokenizer on the corpus text into ``path`` unless it exists.
+
+    ``corpora`` is called only when training is needed. Returns True when trained now.
+    """
+    path = Path(path)
+    if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
+        return False
+    from scalar.data.tokenizer import train_tokenizer
+
+    texts = list(dict.fromkeys(corpus_texts(corpora())))  # distinct texts
+    log(f"data: training a {vocab_size}-token BPE tokenizer on {len(texts)} texts -> {path}")
+    train_tokenizer(texts, path, vocab_size=vocab_size)
+    return True
+
+
+def load_sent_kinds(refs_file: str | Path) -> dict:
+    """``{ref_id: [kind per sentence]}`` from a refs pickle whose records carry
+    ``sent_kinds`` (the synthetic corpus: attribute | relational | ordinal)."""
+    from scalar.data.readers.common import load_pickle
+
+    refs = load_pickle(refs_file)
+    return {
+        r["ref_id"]: list(r["sent_kinds"])
+        for r in refs
+        if isinstance(r, dict) and "ref_id" in r and isinstance(r.get("sent_kinds"), list)
+    }
+
+
+def attach_sent_kinds(scenes: Iterable[Scene], kinds: dict) -> int:
+    """Put each scene's ``{ref_id: kinds}`` in ``scene.meta["sent_kinds"]``; returns refs matched."""
+    n = 0
+    for scene in scenes:
+        mine = {r.ref_id: kinds[r.ref_id] for r in scene.refs if r.ref_id in kinds}
+        if mine:
+            scene.meta["sent_kinds"] = mine
+            n += len(mine)
+    return n
+
+
+def held_out_names(spec: Any, corpora: Iterable[Corpus] = ()) -> set[str]:
+    """Held-out category names: from categories marked ``held_out``, plus ``spec`` (a list
+    of names, or a path to a manifest JSON with ``held_out_categories``)."""
+    names = {c.name for corpus in corpora for c in corpus.categories if c.held_out}
+    if spec is None:
+        return names
+    if isinstance(spec, (str, Path)):
+        path = Path(spec)
+        if not path.is_file():
+            return names
+        from scalar.data.readers.common import load_json
+
+        data = load_json(path)
+        return names | set(data.get("held_out_categories", []) if isinstance(data, dict) else [])
+    return names | {str(n) for n in spec}
+
+
+def cap_samples(samples: list[Sample], cap: int | None, seed: int) -> list[Sample]:
+    """At most ``cap`` samples, shared equally among tasks (seeded choice, order kept)."""
+    if not cap or len(samples) <= cap:
+        return samples
+    by_task: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_task.setdefault(s.task, []).append(i)
+    rng = random.Random(seed)
+    for idx in by_task.values():
+        rng.shuffle(idx)
+    chosen: list[int] = []
+    queues = [list(v) for _, v in sorted(by_task.items())]
+    while len(chosen) < cap:
+        for q in queues:
+            if q and len(chosen) < cap:
+                chosen.append(q.pop())
+    return [samples[i] for i in sorted(chosen)]
