@@ -58,7 +58,12 @@ class AlignLoss(nn.Module):
             terms.update({k: v for k, v in box.items() if k != "loss"})
             add("box", box["loss"], self.box_weight)
         r, c = out.get("region_emb"), out.get("concept_emb")
-        if self.contrastive is not None and self.contrastive_weight and r is not None and c is not None:
+        if (
+            self.contrastive is not None
+            and self.contrastive_weight
+            and r is not None
+            and c is not None
+        ):
             if len(r) > 0:
                 con = self.contrastive(r, c, batch["concept_ids"], batch.get("concept_levels"))
                 terms.update({k: v for k, v in con.items() if k != "loss"})

@@ -1,0 +1,1 @@
+"""Training stages (Lightning modules): align (stage 1), and the RL / preference stages."""

@@ -1,0 +1,1 @@
+"""The training application: run orchestration, callbacks, checkpoints, schedules."""

@@ -1,0 +1,71 @@
+"""Row selection on batches that follow the batch contract of :mod:`scalar.data.sample`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+# item tensors whose rows belong to a batch row through ``<group>_batch``
+_GROUPS = ("region", "target", "concept")
+
+
+def select_rows(batch: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:
+    """A batch made of rows ``rows`` (in that order) of ``batch``.
+
+    Per-row tensors (leading size B) are indexed; ``region_*``, ``target_*`` and
+    ``concept_*`` items are kept when their ``*_batch`` row is selected (order kept) and
+    their ``*_batch`` is renumbered; ``samples`` is indexed like the rows.
+    """
+    rows = [int(r) for r in rows]
+    size = len(batch["input_ids"])
+    if any(r < 0 or r >= size for r in rows):
+        raise IndexError(f"rows {rows} out of range for a batch of {size}")
+    out: dict[str, Any] = {}
+    index = torch.tensor(rows, dtype=torch.long)
+    remap = torch.full((size,), -1, dtype=torch.long)
+    remap[index] = torch.arange(len(rows))
+    keep: dict[str, Tensor] = {}
+    for group in _GROUPS:
+        owner = batch.get(f"{group}_batch")
+        if isinstance(owner, Tensor):
+            sel = remap.to(owner.device)[owner]
+            keep[group] = sel
+    for key, value in batch.items():
+        group = key.split("_", 1)[0]
+        if group in keep and isinstance(value, Tensor):
+            sel = keep[group]
+            mask = sel >= 0
+            if key == f"{group}_batch":
+                # stable order by new row, then original order
+                order = _stable_order(sel[mask])
+                out[key] = sel[mask][order]
+            else:
+                order = _stable_order(sel[mask])
+                out[key] = value[mask][order]
+        elif isinstance(value, Tensor) and value.ndim > 0 and len(value) == size:
+            out[key] = value[index.to(value.device)]
+        elif isinstance(value, list) and len(value) == size:
+            out[key] = [value[r] for r in rows]
+        else:
+            out[key] = value
+    return out
+
+
+def _stable_order(new_rows: Tensor) -> Tensor:
+    """Permutation sorting items by their new row, keeping the original order within a row."""
+    if len(new_rows) == 0:
+        return torch.zeros(0, dtype=torch.long, device=new_rows.device)
+    return torch.sort(new_rows, stable=True).indices
+
+
+def rows_by_task(samples: Sequence[Any], tasks: Sequence[str]) -> dict[str, list[int]]:
+    """Row indices of each task in ``tasks`` present among ``samples``."""
+    out: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        task = getattr(s, "task", None) or (s.meta.get("task") if hasattr(s, "meta") else None)
+        if task in tasks:
+            out.setdefault(task, []).append(i)
+    return out

@@ -1,0 +1,115 @@
+"""Command-line checks run before Hydra: a bad override is one error line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_USAGE = 2
+_HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+_HYDRA_FLAGS_WITH_VALUE |= {"--experimental-rerun", "--package", "-p", "--info", "-i"}
+
+
+def config_groups(conf_dir: Path) -> dict[str, list[str]]:
+    """``{group: [option names]}`` of the config tree (nested groups as ``a/b``)."""
+    groups: dict[str, list[str]] = {}
+    for folder in sorted(p for p in conf_dir.rglob("*") if p.is_dir()):
+        names = sorted(f.stem for f in folder.glob("*.yaml"))
+        if names:
+            groups[folder.relative_to(conf_dir).as_posix()] = names
+    return groups
+
+
+def _overrides(argv: Sequence[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in _HYDRA_FLAGS_WITH_VALUE:
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        out.append(arg)
+    return out
+
+
+def _values(override) -> list[str] | None:
+    """The option names an override selects, or ``None`` when it is not a plain choice."""
+    from hydra.core.override_parser.types import ChoiceSweep, Glob, IntervalSweep, RangeSweep
+
+    value = override.value()
+    if isinstance(value, IntervalSweep | RangeSweep | Glob):
+        return None
+    if isinstance(value, ChoiceSweep):
+        items = value.list
+    elif isinstance(value, list):
+        items = value  # a list of options (e.g. callbacks=[a,b])
+    else:
+        items = [value]
+    if not all(isinstance(v, str) or v is None for v in items):
+        return None
+    return [v for v in items if v is not None]
+
+
+def check_overrides(argv: Sequence[str], conf_dir: Path, config_name: str = "train") -> str | None:
+    """One line describing what is wrong with the command line, or ``None`` if it composes."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    args = _overrides(argv)
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except HydraException as err:
+        return f"error: bad override: {str(err).splitlines()[0]}"
+    groups = config_groups(conf_dir)
+    single: list[str] = []
+    for o in parsed:
+        key = o.key_or_group
+        if o.is_delete():
+            single.append(o.input_line)
+            continue
+        if key in groups and not key.startswith("hydra"):
+            values = _values(o)
+            for v in values or []:
+                if v not in groups[key]:
+                    valid = ", ".join(groups[key])
+                    return f"error: unknown {key} '{v}'; valid names: {valid}"
+        if o.is_sweep_override():
+            choice = _values(o)
+            if not choice:
+                continue  # interval/range sweeps are for the sweeper; checked when it runs
+            single.append(f"{o.get_key_element()}={choice[0]}")
+        else:
+            single.append(o.input_line)
+    return _compose_error(conf_dir, config_name, single)
+
+
+def _compose_error(conf_dir: Path, config_name: str, overrides: list[str]) -> str | None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
+            compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        return "error: " + (" ".join(lines[:2]) if lines else type(err).__name__)
+    finally:
+        GlobalHydra.instance().clear()
+    return None
+
+
+def guard(argv: Sequence[str], conf_dir: Path, config_name: str = "train") -> None:
+    """Exit with code 2 and one line on stderr when the overrides do not compose."""
+    if any(a in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in argv):
+        return
+    message = check_overrides(argv, conf_dir, config_name)
+    if message:
+        print(message, file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)

@@ -1,0 +1,159 @@
+"""A resumable training loader: the batch order is a function of (seed, epoch) only.
+
+Lightning saves the state of a train loader that has ``state_dict``/``load_state_dict``
+in its checkpoints and restores it before iterating again. Together with the RNG state
+kept by :class:`scalar.train.callbacks.RngState`, a run resumed mid-epoch sees the very
+batches an uninterrupted run would have seen next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class _EpochSetter:
+    """Exposed as ``.sampler`` so Lightning's per-epoch ``set_epoch`` call reaches the loader."""
+
+    def __init__(self, loader: ResumableLoader):
+        self._loader = loader
+
+    def set_epoch(self, epoch: int) -> None:
+        self._loader.set_epoch(epoch)
+
+
+class ResumableLoader:
+    """Iterates ``dataset`` in batches; shuffled per epoch, sharded over DDP ranks.
+
+    ``state_dict()`` records the epoch and how many batches this epoch has yielded;
+    after ``load_state_dict`` the next iteration of the same epoch skips those batches
+    (by index, without loading them). Worker processes, pinning and ``collate_fn``
+    behave as in a ``DataLoader``, which is rebuilt for every epoch with a generator
+    seeded from (seed, epoch) so that the global RNG is never consumed by data loading.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        worker_init_fn: Callable[[int], None] | None = None,
+        persistent_workers: bool = False,  # noqa: ARG002 (rebuilt each epoch)
+        **loader_kwargs: Any,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.dataset, self.batch_size, self.collate_fn = dataset, int(batch_size), collate_fn
+        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, int(seed)
+        self.num_workers, self.pin_memory = int(num_workers), pin_memory
+        self.worker_init_fn = worker_init_fn
+        self.loader_kwargs = {k: v for k, v in loader_kwargs.items() if v is not None}
+        self.epoch, self._skip, self._yielded = 0, 0, 0
+        self.sampler = _EpochSetter(self)
+
+    def set_epoch(self, epoch: int) -> None:
+        if int(epoch) != self.epoch:
+            self._skip, self._yielded = 0, 0
+        self.epoch = int(epoch)
+
+    def _order(self) -> list[int]:
+        n = len(self.dataset)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(n, generator=g).tolist()
+        else:
+            order = list(range(n))
+        rank, world = _rank_world()
+        if world > 1:  # pad (like DistributedSampler) so every rank gets as many samples
+            per_rank = -(-n // world)
+            order = (order * (1 + (per_rank * world) // max(1, n)))[: per_rank * world]
+            order = order[rank::world]
+        return order
+
+    def _batches(self) -> list[list[int]]:
+        order = self._order()
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def __len__(self) -> int:
+        _, world = _rank_world()
+        n = -(-len(self.dataset) // world)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[Any]:
+        start, self._skip = self._skip, 0
+        batches = self._batches()[start:]
+        self._yielded = start
+        if not batches:
+            return
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=batches,
+            collate_fn=self.collate_fn,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            worker_init_fn=self.worker_init_fn,
+            generator=torch.Generator().manual_seed(self.seed * 7_919 + self.epoch),
+            **self.loader_kwargs,
+        )
+        for batch in loader:
+            self._yielded += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches": self._yielded, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self._skip, self._yielded = int(state["epoch"]), int(state["batches"]), 0
+        self.seed = int(state.get("seed", self.seed))
+
+
+def make_resumable(loader: Any, seed: int) -> Any:
+    """Rebuild a shuffled ``DataLoader`` as a :class:`ResumableLoader`; others pass through.
+
+    Loaders that already keep state (``state_dict`` and ``load_state_dict``), iterable
+    datasets and custom batch samplers are returned unchanged.
+    """
+    if not isinstance(loader, DataLoader) or hasattr(loader, "state_dict"):
+        return loader
+    from torch.utils.data import BatchSampler, IterableDataset, RandomSampler, SequentialSampler
+
+    if isinstance(loader.dataset, IterableDataset) or loader.batch_size is None:
+        return loader
+    if type(loader.batch_sampler) is not BatchSampler:
+        return loader
+    sampler = loader.sampler
+    if not isinstance(sampler, RandomSampler | SequentialSampler):
+        return loader
+    extra = {}
+    if loader.num_workers > 0:
+        extra = {"prefetch_factor": loader.prefetch_factor, "timeout": loader.timeout}
+        extra["multiprocessing_context"] = loader.multiprocessing_context
+    return ResumableLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        collate_fn=loader.collate_fn,
+        shuffle=isinstance(sampler, RandomSampler),
+        drop_last=loader.drop_last,
+        seed=seed,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+        worker_init_fn=loader.worker_init_fn,
+        **extra,
+    )

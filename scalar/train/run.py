@@ -1,0 +1,212 @@
+"""``train(cfg)``: build everything from the composed config, fit, evaluate, record the run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from scalar.train.callbacks import RngState, RunInfo
+from scalar.train.checkpoint import (
+    UserError,
+    load_checkpoint_file,
+    load_model_weights,
+    resolve_ckpt_path,
+)
+from scalar.train.env import environment
+from scalar.train.resume import make_resumable
+
+log = logging.getLogger(__name__)
+
+
+def _container(cfg: Any) -> Any:
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def _objects(group: Any) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a name -> config group (loggers, callbacks)."""
+    out = []
+    for name, item in (group or {}).items():
+        if item is None:
+            continue
+        if not isinstance(item, DictConfig) or "_target_" not in item:
+            raise UserError(f"config entry '{name}' has no _target_")
+        out.append(instantiate(item))
+    return out
+
+
+def build_optim(cfg: DictConfig) -> tuple[Any, Any]:
+    """The optimizer partial and the scheduler partial (or ``None``) of ``cfg.optim``."""
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    scheduler = optim.pop("scheduler", None)
+    return instantiate(optim), instantiate(scheduler) if scheduler else None
+
+
+def _local_rank_zero() -> bool:
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
+def _wandb_resume_id(cfg: DictConfig, ckpt_path: str | None) -> None:
+    """Continue the W&B run recorded in the checkpoint when one is resumed."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if not ckpt_path or wandb_cfg is None or wandb_cfg.get("id") or not Path(ckpt_path).is_file():
+        return
+    run_id = (load_checkpoint_file(ckpt_path).get("scalar") or {}).get("wandb_run_id")
+    if run_id:
+        with open_dict(cfg):
+            cfg.logger.wandb.id = run_id
+
+
+def _single_log_stream() -> None:
+    """Let Lightning's messages reach the run's log handlers once (not also its own stream)."""
+    if not logging.getLogger().handlers:
+        return  # nobody configured logging (tests, notebooks): keep Lightning's handlers
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        lg.handlers = [h for h in lg.handlers if type(h) is not logging.StreamHandler]
+        lg.propagate = True
+
+
+def build(cfg: DictConfig) -> dict[str, Any]:
+    """Datamodule, module, trainer and what a run needs to start; no training yet."""
+    _single_log_stream()
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(int(cfg.seed), workers=True)
+    if cfg.get("deterministic"):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    datamodule = instantiate(cfg.data)
+    if _local_rank_zero() and hasattr(datamodule, "prepare_data"):
+        datamodule.prepare_data()  # builds the synthetic corpus and its tokenizer if missing
+    _make_train_loader_resumable(datamodule, int(cfg.seed))
+    model = instantiate(cfg.model)
+    _check_preprocess(model, datamodule)
+    loss = instantiate(cfg.loss)
+    optimizer, scheduler = build_optim(cfg)
+    module = instantiate(cfg.stage.module)(
+        model=model, loss=loss, optimizer=optimizer, scheduler=scheduler
+    )
+    if cfg.get("init_from"):
+        n = load_model_weights(module.model, cfg.init_from)
+        log.info("init_from %s: loaded %d weight tensors", cfg.init_from, n)
+
+    runs_dir = run_dir.parent
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, runs_dir)
+    _wandb_resume_id(cfg, ckpt_path)
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    env = environment(cfg.paths.root_dir, int(cfg.seed))
+    loggers = _objects(cfg.get("logger"))
+    callbacks = _objects(cfg.get("callbacks"))
+    callbacks += [RunInfo(config, env["versions"]), RngState()]
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    return {
+        "run_dir": run_dir,
+        "datamodule": datamodule,
+        "module": module,
+        "trainer": trainer,
+        "ckpt_path": ckpt_path,
+        "config": config,
+        "env": env,
+    }
+
+
+def _check_preprocess(model: Any, datamodule: Any) -> None:
+    """The data layer must resize and normalise images the way the vision tower expects."""
+    check = getattr(getattr(model, "vision", None), "check_preprocess", None)
+    if callable(check) and all(hasattr(datamodule, k) for k in ("image_size", "mean", "std")):
+        check(datamodule.image_size, datamodule.mean, datamodule.std)
+
+
+def _make_train_loader_resumable(datamodule: Any, seed: int) -> None:
+    """Wrap the datamodule's train loader so a mid-epoch resume continues exactly."""
+    make = getattr(datamodule, "train_dataloader", None)
+    if make is None:
+        return
+
+    def train_dataloader():
+        return make_resumable(make(), seed)
+
+    datamodule.train_dataloader = train_dataloader
+
+
+def _flat(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            out[key] = float(value)
+        elif isinstance(value, int | float):
+            out[key] = float(value)
+    return out
+
+
+def _best_ckpt(trainer: L.Trainer) -> str | None:
+    cb = trainer.checkpoint_callback
+    path = getattr(cb, "best_model_path", "") if cb is not None else ""
+    return path or None
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def summary_table(metrics: dict[str, float]) -> str:
+    if not metrics:
+        return "(no metrics)"
+    width = max(len(k) for k in metrics)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 10}"]
+    for key in sorted(metrics):
+        lines.append(f"{key:<{width}}  {metrics[key]:.4f}")
+    return "\n".join(lines)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Run one job; returns the monitored metric (``optimized_metric``) for sweepers."""
+    parts = build(cfg)
+    trainer: L.Trainer = parts["trainer"]
+    module, datamodule = parts["module"], parts["datamodule"]
+    run_dir: Path = parts["run_dir"]
+    if trainer.is_global_zero:
+        OmegaConf.save(OmegaConf.create(parts["config"]), run_dir / "config.yaml")
+        write_json(run_dir / "env.json", parts["env"])
+    for logger in trainer.loggers:
+        logger.log_hyperparams(parts["config"])
+
+    metrics: dict[str, float] = {}
+    ckpt_path = parts["ckpt_path"]
+    if cfg.get("train", True):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics.update(_flat(trainer.callback_metrics))
+        metrics["train/nan_skips"] = float(getattr(module, "nan_skips", 0))
+        metrics["trainer/global_step"] = float(trainer.global_step)
+        ckpt_path = _best_ckpt(trainer)
+    eval_ckpt = ckpt_path if ckpt_path and Path(ckpt_path).exists() else None
+    if cfg.get("validate", True):
+        for result in trainer.validate(module, datamodule=datamodule, ckpt_path=eval_ckpt):
+            metrics.update(_flat(result))
+    if cfg.get("test", False):
+        for result in trainer.test(module, datamodule=datamodule, ckpt_path=eval_ckpt):
+            metrics.update(_flat(result))
+
+    if trainer.is_global_zero:
+        record = dict(metrics)
+        write_json(run_dir / "metrics.json", record)
+        print(summary_table(metrics))
+        if eval_ckpt:
+            print(f"evaluated checkpoint: {eval_ckpt}")
+        print(f"run folder: {run_dir}")
+    name = cfg.get("optimized_metric") or cfg.stage.get("monitor")
+    return metrics.get(name, math.nan) if name else None  # nan: a failed trial for Optuna

@@ -1,0 +1,290 @@
+"""Every option of every config group composes; the training groups also instantiate."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from tests.conftest import CONF, compose_train
+
+GROUPS = {
+    p.name: sorted(f.stem for f in p.glob("*.yaml"))
+    for p in sorted(CONF.iterdir())
+    if p.is_dir() and any(p.glob("*.yaml"))
+}
+OPTIONS = [(g, o) for g, names in GROUPS.items() for o in names]
+OWN = ["paths.output_dir=/tmp/scalar-test-run"]
+
+
+def _compose(*overrides: str, hydra: bool = False):
+    return compose_train([*OWN, *overrides], return_hydra_config=hydra)
+
+
+def test_groups_are_what_train_yaml_names():
+    defaults = OmegaConf.load(CONF / "train.yaml").defaults
+    named = {next(iter(d)) for d in defaults if isinstance(d, dict) or OmegaConf.is_dict(d)}
+    assert named <= set(GROUPS), named - set(GROUPS)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes(group: str, option: str):
+    cfg = _compose(f"{group}={option}", hydra=group in ("hydra", "experiment", "hparams_search"))
+    assert cfg.seed == 42
+    if group in ("trainer", "logger", "callbacks", "optim", "loss", "stage", "debug"):
+        # the groups this application owns resolve completely
+        OmegaConf.to_container(cfg.get(group) if group != "debug" else cfg.trainer, resolve=True)
+
+
+def test_every_line_of_owned_configs_is_commented():
+    owned = ["train.yaml", "stage", "trainer", "logger", "callbacks", "optim", "loss",
+             "experiment", "hparams_search", "debug", "hydra"]  # fmt: skip
+    files = []
+    for name in owned:
+        path = CONF / name
+        files += [path] if path.is_file() else sorted(path.glob("*.yaml"))
+    bare = []
+    for f in files:
+        lines = f.read_text().splitlines()
+        for i, line in enumerate(lines):
+            text = line.strip()
+            if not text or text.startswith("#") or text.startswith("- ") or ":" not in text:
+                continue
+            key, _, value = text.partition(":")
+            # keys opening a block are documented by the block's own comments
+            if "#" not in text and value.strip() and not key.startswith("_"):
+                bare.append(f"{f.relative_to(CONF)}:{i + 1}: {text}")
+    assert not bare, "\n".join(bare)
+
+
+# -------------------------------------------------------------------- trainer presets
+@pytest.mark.parametrize("option", ["default", "cpu", "gpu"])
+def test_single_device_trainers_instantiate(option: str):
+    import lightning as L
+
+    cfg = _compose(f"trainer={option}", "trainer.accelerator=cpu")  # no GPU needed to check
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    assert isinstance(trainer, L.Trainer)
+    assert trainer.max_steps == cfg.trainer.max_steps
+    from scalar.train.checkpoint import AtomicCheckpointIO
+
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    want = {"default": "32-true", "cpu": "32-true", "gpu": "bf16-mixed"}[option]
+    assert cfg.trainer.precision == want
+
+
+def test_cpu_trainer_is_sized_for_the_ten_minute_job():
+    cfg = _compose("trainer=cpu")
+    h, m, s = (int(x) for x in cfg.trainer.max_time.split(":")[1:])
+    assert 0 < h * 3600 + m * 60 + s <= 10 * 60
+    assert cfg.trainer.accelerator == "cpu"
+
+
+def test_ddp_strategy_instantiates():
+    from lightning.pytorch.strategies import DDPStrategy
+
+    cfg = _compose("trainer=ddp")
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, DDPStrategy)
+    assert cfg.trainer.devices == -1 and cfg.trainer.precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize("state_dict_type", ["sharded", "full"])
+def test_fsdp_strategy_wraps_decoder_layers_and_vision_blocks(state_dict_type: str):
+    from lightning.pytorch.strategies import FSDPStrategy
+    from open_clip.transformer import ResidualAttentionBlock
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    cfg = _compose("trainer=fsdp", f"trainer.strategy.state_dict_type={state_dict_type}")
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, FSDPStrategy)
+    assert strategy._state_dict_type == state_dict_type
+    policy = strategy.kwargs["auto_wrap_policy"]
+    wrapped = policy._module_classes
+    assert {LlamaDecoderLayer, ResidualAttentionBlock} <= set(wrapped)
+    # activation checkpointing over the same blocks
+    ckpt_policy = strategy._activation_checkpointing_kwargs["auto_wrap_policy"]
+    assert set(ckpt_policy._module_classes) == set(wrapped)
+    assert strategy.kwargs["use_orig_params"] is True
+
+
+def test_fsdp_bad_layer_name_is_a_clear_error():
+    from scalar.train.checkpoint import UserError
+    from scalar.train.strategies import layer_classes
+
+    with pytest.raises(UserError, match="nopackage"):
+        layer_classes(["nopackage.Layer"])
+    with pytest.raises(UserError, match="has no class Nope"):
+        layer_classes(["torch.nn.Nope"])
+
+
+@pytest.mark.parametrize(("option", "stage"), [("deepspeed_zero2", 2), ("deepspeed_zero3", 3)])
+def test_deepspeed_presets(option: str, stage: int):
+    cfg = _compose(f"trainer={option}")
+    s = cfg.trainer.strategy
+    assert s._target_ == "lightning.pytorch.strategies.DeepSpeedStrategy"
+    assert s.stage == stage and cfg.trainer.precision == "bf16-mixed"
+    if stage == 3:
+        assert s.partition_activations is True
+    if importlib.util.find_spec("deepspeed") is not None:  # instantiate only where installed
+        strategy = instantiate(s)
+        assert strategy.config["zero_optimization"]["stage"] == stage
+
+
+# -------------------------------------------------------------------- loggers, callbacks
+@pytest.mark.parametrize("option", GROUPS["logger"])
+def test_loggers_instantiate(option: str, tmp_path: Path, monkeypatch):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = _compose(f"logger={option}", f"paths.output_dir={tmp_path}")
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    kinds = {type(lg) for lg in loggers}
+    want = {
+        "csv": {CSVLogger},
+        "wandb": {WandbLogger},
+        "tensorboard": {TensorBoardLogger},
+        "default": {CSVLogger, WandbLogger},
+        "many": {CSVLogger, WandbLogger, TensorBoardLogger},
+        "none": set(),
+    }[option]
+    assert kinds == want
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            assert lg._wandb_init["mode"] == "offline"  # offline unless WANDB_MODE says otherwise
+            assert lg._log_model is False and lg._project == "scalar"
+        else:
+            assert Path(lg.save_dir) == tmp_path
+
+
+def test_wandb_goes_online_only_when_asked(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "online")
+    cfg = _compose("logger=wandb", f"paths.output_dir={tmp_path}")
+    assert instantiate(cfg.logger.wandb)._wandb_init["mode"] == "online"
+
+
+@pytest.mark.parametrize("option", GROUPS["callbacks"])
+def test_callbacks_instantiate(option: str, tmp_path: Path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    cfg = _compose(f"callbacks={option}", f"paths.output_dir={tmp_path}")
+    cbs = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    if option == "default":
+        ckpt = next(c for c in cbs if isinstance(c, ModelCheckpoint))
+        assert Path(ckpt.dirpath) == tmp_path / "checkpoints"
+        assert ckpt.monitor == "val/rec/acc@0.5" and ckpt.mode == "max" and ckpt.save_last
+        assert any(type(c).__name__ == "SigtermCheckpoint" for c in cbs)
+
+
+# -------------------------------------------------------------------- optim, loss, stage
+@pytest.mark.parametrize("option", GROUPS["optim"])
+def test_optim_presets_build_optimizer_and_schedule(option: str):
+    from scalar.train.run import build_optim
+
+    cfg = _compose(f"optim={option}", "optim.lr=0.5")
+    make_opt, make_sched = build_optim(cfg)
+    w = torch.nn.Parameter(torch.ones(2, 2))
+    opt = make_opt([{"params": [w]}])
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["lr"] == 0.5
+    warm = cfg.optim.scheduler.warmup_steps
+    total = warm + 100
+    sched = make_sched(opt, total_steps=total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    if warm:
+        assert lrs[0] == pytest.approx(0.5 / warm)  # linear warm-up from lr / warmup
+        assert lrs[warm] == pytest.approx(0.5)
+        progress = (total - 1 - warm) / (total - warm)  # cosine from the end of warm-up
+        ratio = cfg.optim.scheduler.min_lr_ratio
+        want = 0.5 * (ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        assert lrs[-1] == pytest.approx(want)
+    else:
+        assert all(lr == pytest.approx(0.5) for lr in lrs)
+
+
+@pytest.mark.parametrize("option", GROUPS["loss"])
+def test_losses_instantiate(option: str):
+    from scalar.losses import InfoNCELoss, TDistContrastiveLoss
+    from scalar.losses.align import AlignLoss
+
+    cfg = _compose(f"loss={option}", "loss.nu=2.0" if option == "align" else "seed=42")
+    loss = instantiate(cfg.loss)
+    assert isinstance(loss, AlignLoss)
+    want = {"align": TDistContrastiveLoss, "infonce": InfoNCELoss, "none": type(None)}[option]
+    assert type(loss.contrastive) is want
+    if option == "align":
+        assert float(loss.contrastive.nu) == pytest.approx(2.0)  # loss.nu reaches the kernel
+
+
+def test_stage_align_targets_the_align_module():
+    cfg = _compose("stage=align")
+    assert cfg.stage.module._target_ == "scalar.stages.align.AlignModule"
+    assert cfg.stage.monitor == "val/rec/acc@0.5"
+    assert cfg.stage.module.nan_policy == cfg.nan_policy
+
+
+# -------------------------------------------------------------------- sweeps, debug, hydra
+@pytest.mark.parametrize("option", GROUPS["experiment"])
+def test_experiments_are_sweeps_whose_values_compose(option: str):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = _compose(f"experiment={option}", hydra=True)
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.task_name == option
+    params = cfg.hydra.sweeper.params
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    for override in parsed:
+        values = list(override.sweep_string_iterator())
+        assert len(values) >= 2
+        for value in values:
+            job = _compose(f"experiment={option}", f"{override.key_or_group}={value}")
+            assert job.seed == 42
+
+
+def test_experiment_contrastive_sweeps_the_three_losses():
+    cfg = _compose("experiment=ablation_contrastive", hydra=True)
+    assert cfg.hydra.sweeper.params["loss"].split(",") == ["align", "infonce", "none"]
+
+
+def test_optuna_search_builds_its_sweeper():
+    from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    cfg = _compose("hparams_search=optuna", hydra=True)
+    assert cfg.optimized_metric == "val/rec/acc@0.5"
+    sweeper = instantiate(cfg.hydra.sweeper)
+    assert isinstance(sweeper, OptunaSweeper)
+    assert set(cfg.hydra.sweeper.params) == {"optim.lr", "loss.nu", "loss.contrastive_weight"}
+
+
+@pytest.mark.parametrize("option", GROUPS["debug"])
+def test_debug_presets_instantiate_trainers(option: str, tmp_path: Path):
+    cfg = _compose(f"debug={option}", f"paths.output_dir={tmp_path}")
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    assert cfg.task_name == "debug"
+    if option == "fdr":
+        assert trainer.fast_dev_run
+    if option == "overfit":
+        assert trainer.overfit_batches == 2
+    if option == "profiler":
+        assert type(trainer.profiler).__name__ == "SimpleProfiler"
+    if option == "limit":
+        assert trainer.max_steps == 20 and trainer.limit_val_batches == 2
+
+
+def test_hydra_run_folders_are_timestamped_per_task():
+    cfg = _compose("task_name=foo", hydra=True)
+    run = cfg.hydra.run.dir
+    assert run.startswith(f"{cfg.paths.log_dir}/foo/runs/")
+    stamp = Path(run).name
+    assert len(stamp) == len("2024-01-01_00-00-00") and stamp[4] == "-" and stamp[10] == "_"
+    assert cfg.hydra.sweep.dir.startswith(f"{cfg.paths.log_dir}/foo/multiruns/")
+    raw = OmegaConf.load(CONF / "hydra" / "default.yaml")
+    assert raw.sweep._get_node("subdir")._value() == "${hydra.job.num}"  # one folder per job
