@@ -63,18 +63,6 @@ def compose_train(overrides: list[str], return_hydra_config: bool = False):
         )
 
 
-def _missing_model_keys(overrides: list[str]) -> list[str]:
-    """Add vision mean/std when the model config lacks them (the data config reads them)."""
-    cfg = compose_train(overrides)
-    extra = []
-    vision = cfg.model.get("vision", {})
-    if "mean" not in vision:
-        extra.append("+model.vision.mean=[0.48145466,0.4578275,0.40821073]")
-    if "std" not in vision:
-        extra.append("+model.vision.std=[0.26862954,0.26130258,0.27577711]")
-    return extra
-
-
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """A data dir holding the tiny synthetic corpus and its tokenizer (built once)."""
@@ -82,7 +70,6 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
     data_dir = tmp_path_factory.mktemp("data")
     overrides = ["model=tiny", "data=synthetic", f"paths.data_dir={data_dir}", *CORPUS]
-    overrides += _missing_model_keys(overrides)
     cfg = compose_train(overrides)
     instantiate(cfg.data).prepare_data()
     return data_dir
@@ -101,7 +88,6 @@ def make_cfg(tiny_corpus: Path, tmp_path: Path) -> Callable[..., object]:
             f"paths.output_dir={run}",
             *CORPUS,
         ]
-        base += _missing_model_keys(base)
         return compose_train([*base, *overrides])
 
     return make
@@ -110,4 +96,4 @@ def make_cfg(tiny_corpus: Path, tmp_path: Path) -> Callable[..., object]:
 def cli_overrides(tiny_corpus: Path, log_dir: Path) -> list[str]:
     """The same tiny settings as command-line arguments of ``train.py``."""
     args = [*TINY, f"paths.data_dir={tiny_corpus}", f"paths.log_dir={log_dir}", *CORPUS]
-    return args + _missing_model_keys(args)
+    return args

@@ -157,8 +157,9 @@ class MixtureSampler(DistributedSampler):
         return iter(self._remaining())
 
     def __len__(self) -> int:
-        left = self.total - self.position if self.position < self.total else self.total
-        return -(-left // self.num_replicas)
+        # The whole epoch's length for this rank, also when resumed mid-epoch: Lightning
+        # counts the restored batches on top of what the iterator still yields.
+        return -(-self.total // self.num_replicas)
 
     @property
     def num_samples(self) -> int:  # DistributedSampler's name for this rank's length

@@ -14,12 +14,13 @@ from torchvision.ops import box_convert
 
 from scalar.data.readers.coco import mask_to_array, read_coco
 from scalar.data.scene import AnnotationError
+from tests.paths import REALDATA
 
-REAL = Path("/work/shared/realdata/coco")
+REAL = REALDATA / "coco"
 ANN = REAL / "airo_instances_val2017_small.json"
 IMAGES = REAL / "images"
 
-real = pytest.mark.skipif(not ANN.is_file(), reason="real COCO sample not present")
+real = pytest.mark.realdata
 
 
 @pytest.fixture(scope="module")

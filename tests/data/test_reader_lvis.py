@@ -10,13 +10,14 @@ import pytest
 
 from scalar.data.readers.lvis import read_lvis
 from scalar.data.scene import AnnotationError
+from tests.paths import REALDATA
 
-LVIS = Path("/work/shared/realdata/lvis")
+LVIS = REALDATA / "lvis"
 ANN = LVIS / "lvis_api_lvis_val_100_v0.5.json"
 SYNSETS = LVIS / "lvis_api_coco_to_synset.json"
-COCO = Path("/work/shared/realdata/coco/airo_instances_val2017_small.json")
+COCO = REALDATA / "coco" / "airo_instances_val2017_small.json"
 
-real = pytest.mark.skipif(not ANN.is_file(), reason="real LVIS sample not present")
+real = pytest.mark.realdata
 
 
 @pytest.fixture(scope="module")

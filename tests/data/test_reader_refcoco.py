@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from collections import Counter
 from pathlib import Path
@@ -12,17 +11,9 @@ import pytest
 
 from scalar.data.readers.refcoco import read_refcoco
 from scalar.data.scene import AnnotationError
+from tests.paths import REALDATA
 
-
-def _realdata() -> Path:
-    """The real samples: $SCALAR_REALDATA, a copy under tests/, or the shared folder."""
-    candidates = [os.environ.get("SCALAR_REALDATA", ""), Path(__file__).parents[1] / "realdata"]
-    candidates.append("/work/shared/realdata")
-    return next((Path(c) for c in candidates if c and Path(c).is_dir()), Path(candidates[-1]))
-
-
-SAMPLE = _realdata() / "refcoco" / "tfds_ref_coco_dummy_refcoco.json"
-pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"real sample missing: {SAMPLE}")
+SAMPLE = REALDATA / "refcoco" / "tfds_ref_coco_dummy_refcoco.json"
 
 COMBOS = [
     ("refcoco", "unc"),

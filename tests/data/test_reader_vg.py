@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -11,17 +10,9 @@ import pytest
 
 from scalar.data.readers.vg import read_visual_genome
 from scalar.data.scene import AnnotationError
+from tests.paths import REALDATA
 
-
-def _realdata() -> Path:
-    """The real samples: $SCALAR_REALDATA, a copy under tests/, or the shared folder."""
-    candidates = [os.environ.get("SCALAR_REALDATA", ""), Path(__file__).parents[1] / "realdata"]
-    candidates.append("/work/shared/realdata")
-    return next((Path(c) for c in candidates if c and Path(c).is_dir()), Path(candidates[-1]))
-
-
-VG = _realdata() / "visual_genome"
-pytestmark = pytest.mark.skipif(not (VG / "v1.2").is_dir(), reason=f"real sample missing: {VG}")
+VG = REALDATA / "visual_genome"
 FILES = ("objects", "attributes", "relationships", "region_descriptions")
 
 

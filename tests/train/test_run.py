@@ -111,6 +111,28 @@ def test_resume_mid_epoch_matches_uninterrupted_run(make_cfg, tmp_path):
             assert got["loss"] == pytest.approx(want["loss"], rel=0, abs=1e-6), step
 
 
+def test_resume_across_an_epoch_end_matches_uninterrupted_run(make_cfg, tmp_path):
+    """Resumed mid-epoch, the run finishes that epoch and the next ones on the same batches."""
+    common = [
+        "trainer.max_steps=9",
+        "trainer.limit_val_batches=0",
+        "validate=false",
+        "data.samples_per_epoch=24",  # 6 batches of 4 an epoch: step 9 is in the 2nd epoch
+    ]
+    full = Recorder()
+    _fit(make_cfg(*common, run_dir=tmp_path / "full"), full)
+    first = Recorder(sigterm_at=2)
+    with pytest.raises(SystemExit):
+        _fit(make_cfg(*common, run_dir=tmp_path / "cut"), first)
+    second = Recorder()
+    _fit(make_cfg(*common, f"ckpt_path={tmp_path / 'cut'}", run_dir=tmp_path / "res"), second)
+    assert sorted(second.steps) == list(range(3, 10))
+    joined = {**first.steps, **second.steps}
+    for step, want in full.steps.items():
+        assert joined[step]["ids"] == want["ids"], step
+        assert joined[step]["loss"] == pytest.approx(want["loss"], rel=0, abs=1e-6), step
+
+
 def test_ckpt_path_last_and_missing_checkpoint(make_cfg, tmp_path):
     from scalar.train.checkpoint import UserError
 
