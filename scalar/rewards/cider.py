@@ -7,47 +7,39 @@ clipped cosine ``sum_g min(h_g, r_g) * r_g / (|h| |r|)`` times a Gaussian length
 ``exp(-(l_h - l_r)^2 / (2 sigma^2))``; mean over orders, mean over references, times 10.
 Quirk kept on purpose: its "length" is the number of bigrams (``max(0, words - 1)``).
 
-Differences here: document frequencies can come once from a training corpus
-(``CiderD(refs_corpus)``, the usual choice for SCST rewards), or, with
-``CiderD()``, from the references of each scored batch exactly as pycocoevalcap does.
-N-grams are interned to integer ids; counts come from ``collections.Counter`` (C code);
-tf-idf, norms, the clipped dot products and penalties are vectorised numpy over the
-whole batch. Reference n-gram counts are cached per reference string.
+Here document frequencies can come once from a training corpus (``CiderD(refs_corpus)``,
+the usual choice for SCST rewards) or, with ``CiderD()``, from the references of each
+scored batch exactly as pycocoevalcap does. Words and n-grams get exact integer ids
+(an n-gram's id is looked up from its prefix's id and its last word), counting is done
+on packed per-batch codes with numpy, and reference statistics are cached per
+reference set, so a call costs a few dozen vectorised operations.
 """
 
 from __future__ import annotations
 
-from collections import _count_elements  # C counter behind Counter.update
 from collections.abc import Callable, Sequence
+from itertools import chain, repeat
+
 import numpy as np
 
 from scalar.metrics.text import simple_tokenize
+from scalar.rewards.ngrams import SHIFT, Arena, NgramIndex, argsort_keys, concat_ranges, find_sorted
 
 __all__ = ["CiderD", "simple_tokenize"]
 
-
-class _Block:
-    """N-gram statistics of one reference set (the references of one candidate).
-
-    Entries (one per distinct n-gram of each reference) are sorted by n-gram id:
-    ``ids``, ``tf``, ``order`` (n - 1), ``ref`` (which reference), ``uidx`` (index into
-    ``u``, the sorted distinct n-gram ids of the whole set = its document). ``lengths``:
-    bigram counts per reference. With corpus idf, ``val`` and ``norm`` are cached too.
-    """
-
-    __slots__ = ("ids", "tf", "order", "ref", "u", "uidx", "lengths", "m", "val", "norm")
+_I64 = np.int64
 
 
 class CiderD:
     """CIDEr-D scorer (pycocoevalcap's formula) with cached, vectorised n-gram statistics.
 
     ``refs_corpus``: training references, one list of sentences per image; their document
-    frequencies (and ``log(len(refs_corpus))``) are computed once. ``None``: document
+    frequencies and ``log(len(refs_corpus))`` are computed once. ``None``: document
     frequencies come from the references of each ``score`` call, which reproduces
     ``pycocoevalcap.cider.cider.Cider().compute_score`` exactly.
     ``tokenize``: sentence -> tokens (default ``simple_tokenize``; ``str.split`` for
-    already tokenised text). Scores lie in [0, 10].
-    Caches grow with the distinct reference sets scored (bounded by the corpora used).
+    already tokenised text). Scores lie in [0, 10]. Caches grow with the distinct
+    reference sets scored and their n-grams; candidates add nothing to them.
     """
 
     def __init__(
@@ -57,94 +49,107 @@ class CiderD:
         sigma: float = 6.0,
         tokenize: Callable[[str], list[str]] = simple_tokenize,
     ):
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        self._index = NgramIndex(n, tokenize)
         self.n, self.sigma, self.tokenize = int(n), float(sigma), tokenize
-        self._ids: dict[tuple[str, ...], int] = {}  # interned n-grams of every reference
-        self._blocks: dict = {}  # reference set (tuple of strings or corpus index) -> _Block
+        self._slot: dict = {}  # reference set (corpus index or tuple of texts) -> row of _meta
+        self._meta, self._ent, self._u = Arena(6, _I64), Arena(5, _I64), Arena(3, _I64)
+        self._rows = Arena(1 + self.n, np.float64)
         self.refs_corpus = None if refs_corpus is None else [tuple(r) for r in refs_corpus]
         self._idf: np.ndarray | None = None
         self.ref_len = 0.0
         if self.refs_corpus is not None:
             if not self.refs_corpus:
                 raise ValueError("refs_corpus is empty")
-            docs = [self._block(i).u for i in range(len(self.refs_corpus))]
-            df = np.bincount(np.concatenate(docs), minlength=len(self._ids))
-            self.ref_len = float(np.log(float(len(self.refs_corpus))))
-            self._idf = self.ref_len - np.log(np.maximum(df.astype(np.float64), 1.0))
-            for b in self._blocks.values():
-                self._cache_values(b)
+            empty = [i for i, r in enumerate(self.refs_corpus) if not r]
+            if empty:
+                raise ValueError(f"refs_corpus rows without references: {empty[:5]}")
+            self._idf = self._corpus_idf(self.refs_corpus)
 
-    # ----------------------------------------------------------------- n-gram counting
-    def _counts(self, text: str) -> tuple[dict, int]:
-        """N-gram (tuple) -> count for n = 1..self.n, and the bigram count."""
-        t = self.tokenize(text)
-        counts: dict = {}
-        for k in range(1, self.n + 1):
-            _count_elements(counts, zip(*[t[i:] for i in range(k)]))
-        return counts, max(len(t) - 1, 0)
-
-    def _block(self, key) -> _Block:
-        """Statistics of a reference set (a corpus index or a tuple of strings), cached."""
-        b = self._blocks.get(key)
-        if b is not None:
-            return b
-        texts = self.refs_corpus[key] if isinstance(key, int) else key
-        ids, tf, order, ref, lengths = [], [], [], [], []
-        intern = self._ids.setdefault
-        for j, text in enumerate(texts):
-            counts, length = self._counts(text)
-            ids.extend([intern(g, len(self._ids)) for g in counts])
-            tf.extend(counts.values())
-            order.extend(map(len, counts))
-            ref.extend([j] * len(counts))
-            lengths.append(length)
-        ids = np.asarray(ids, dtype=np.int64)
-        sort = np.argsort(ids, kind="stable")
-        b = _Block()
-        b.ids = ids[sort]
-        b.tf = np.asarray(tf, dtype=np.float64)[sort]
-        b.order = np.asarray(order, dtype=np.int64)[sort] - 1
-        b.ref = np.asarray(ref, dtype=np.int64)[sort]
-        new = np.ones(len(b.ids), dtype=bool)
-        new[1:] = b.ids[1:] != b.ids[:-1]
-        b.u, b.uidx = b.ids[new], np.cumsum(new) - 1
-        b.lengths = np.asarray(lengths, dtype=np.float64)
-        b.m = len(texts)
-        b.val = b.norm = None
-        if self._idf is not None:
-            self._cache_values(b)
-        self._blocks[key] = b
-        return b
+    def _corpus_idf(self, corpus: list[tuple[str, ...]]) -> np.ndarray:
+        sizes = np.fromiter(map(len, corpus), dtype=_I64, count=len(corpus))
+        sent, gid, _, _, _ = self._index.count(list(chain.from_iterable(corpus)), intern=True)
+        doc = np.repeat(np.arange(len(corpus), dtype=_I64), sizes)[sent]
+        pairs = np.sort(doc * SHIFT + gid)
+        first = np.ones(len(pairs), dtype=bool)
+        first[1:] = pairs[1:] != pairs[:-1]
+        df = np.bincount(pairs[first] % SHIFT, minlength=self._index.size).astype(np.float64)
+        self.ref_len = float(np.log(float(len(corpus))))
+        return self.ref_len - np.log(np.maximum(df, 1.0))
 
     def _idf_of(self, ids: np.ndarray) -> np.ndarray:
-        """Corpus idf; n-grams interned after the corpus (df 0) get ``log(D)``."""
-        n_known = len(self._idf)
-        ok = ids < n_known
+        """Corpus idf; unknown n-grams and those interned after the corpus get ``log(D)``."""
+        ok = (ids >= 0) & (ids < len(self._idf))
         return np.where(ok, self._idf[np.where(ok, ids, 0)], self.ref_len)
 
-    def _cache_values(self, b: _Block) -> None:
-        b.val = b.tf * self._idf_of(b.ids)
-        sq = np.bincount(b.ref * self.n + b.order, b.val**2, minlength=b.m * self.n)
-        b.norm = np.sqrt(sq).reshape(b.m, self.n)
+    def _add_sets(self, keys: list) -> None:
+        """Count and store the reference sets ``keys`` (corpus indices or tuples of texts).
+
+        Arenas: ``_ent`` rows (n-gram id, order - 1, reference within its set, index into
+        the set's distinct ids, tf), sorted by id within a set; ``_u`` rows per distinct
+        n-gram of a set (``slot * SHIFT + id``, first entry, entry count): its first
+        column is sorted over the whole arena, so any candidate n-gram is found in its
+        set with one search; ``_rows`` per reference (bigram length, corpus tf-idf norm
+        per order); ``_meta`` per set (entry start, count, distinct start, count,
+        reference start, count).
+        """
+        texts = [self.refs_corpus[k] if isinstance(k, int) else k for k in keys]
+        m = np.fromiter(map(len, texts), dtype=_I64, count=len(texts))
+        sent, gid, order, tf, lengths = self._index.count(list(chain.from_iterable(texts)), True)
+        set_of = np.repeat(np.arange(len(keys), dtype=_I64), m)[sent]
+        ref = sent - np.repeat(np.cumsum(m) - m, m)[sent]
+        srt = np.lexsort((gid, set_of))
+        set_of, gid, order, ref, tf = set_of[srt], gid[srt], order[srt], ref[srt], tf[srt]
+        new = np.ones(len(gid), dtype=bool)
+        new[1:] = (gid[1:] != gid[:-1]) | (set_of[1:] != set_of[:-1])
+        sizes = np.bincount(set_of, minlength=len(keys))
+        u_sizes = np.bincount(set_of[new], minlength=len(keys))
+        uidx = np.cumsum(new) - 1 - np.repeat(np.cumsum(u_sizes) - u_sizes, sizes)
+        rows = np.zeros((len(lengths), 1 + self.n))
+        rows[:, 0] = lengths
+        if self._idf is not None:
+            val = tf * self._idf_of(gid)
+            glob_ref = ref + np.repeat(np.cumsum(m) - m, sizes)
+            sq = np.bincount(glob_ref * self.n + order, val**2, minlength=len(lengths) * self.n)
+            rows[:, 1:] = np.sqrt(sq).reshape(-1, self.n)
+        s0 = self._meta.size
+        e0 = self._ent.append(np.stack([gid, order, ref, uidx, tf.astype(_I64)], axis=1))
+        first = np.flatnonzero(new)
+        count = np.diff(first, append=len(gid))
+        u_key = (s0 + set_of[first]) * SHIFT + gid[first]
+        u0 = self._u.append(np.stack([u_key, e0 + first, count], axis=1))
+        m0 = self._rows.append(rows)
+        meta = np.stack([sizes, u_sizes, m], axis=1)
+        starts = np.cumsum(meta, axis=0) - meta + np.array([e0, u0, m0])
+        self._meta.append(
+            np.stack([starts[:, 0], sizes, starts[:, 1], u_sizes, starts[:, 2], m], axis=1)
+        )
+        for i, k in enumerate(keys):
+            self._slot[k] = s0 + i
+
+    def _slots(self, keys: list) -> np.ndarray:
+        slots = list(map(self._slot.get, keys, repeat(-1)))
+        if -1 in slots:
+            self._add_sets(list(dict.fromkeys(k for k, s in zip(keys, slots) if s < 0)))
+            slots = list(map(self._slot.get, keys))
+        return np.asarray(slots, dtype=_I64)
 
     # ----------------------------------------------------------------------- scoring
     def _keys(self, candidates, refs) -> list:
+        """Hashable reference-set keys: corpus indices (int) or tuples of sentences."""
         if len(candidates) != len(refs):
             raise ValueError(f"{len(candidates)} candidates for {len(refs)} reference lists")
+        n_corpus = -1 if self.refs_corpus is None else len(self.refs_corpus)
         keys = []
         for i, r in enumerate(refs):
             if isinstance(r, int | np.integer):
-                if self.refs_corpus is None:
-                    raise ValueError("reference ids need CiderD(refs_corpus=...)")
-                if not 0 <= r < len(self.refs_corpus):
-                    raise IndexError(f"reference id {r} not in [0, {len(self.refs_corpus)})")
-                key = int(r)
+                if not 0 <= r < n_corpus:
+                    raise IndexError(f"reference id {r} of candidate {i}: no refs_corpus row")
+                keys.append(int(r))
             else:
-                key = (r,) if isinstance(r, str) else tuple(r)
-            if (self.refs_corpus[key] if isinstance(key, int) else key) == ():
-                raise ValueError(f"candidate {i} has no reference")
-            keys.append(key)
+                r = (r,) if isinstance(r, str) else tuple(r)
+                if not r:
+                    raise ValueError(f"candidate {i} has no reference")
+                keys.append(r)
         return keys
 
     def score(
@@ -155,76 +160,64 @@ class CiderD:
         ``refs[i]``: the reference sentences of candidate ``i`` (a list of strings, or a
         single string), or an integer index into ``refs_corpus``.
         """
-        blocks = [self._block(k) for k in self._keys(candidates, refs)]
+        slots = self._slots(self._keys(candidates, refs))
         n_c, n = len(candidates), self.n
         if n_c == 0:
             return np.zeros(0)
-        span = len(self._ids) + 1
-        cand = np.arange(n_c)
-        m = np.fromiter((b.m for b in blocks), dtype=np.int64, count=n_c)
-        sizes = np.fromiter((len(b.ids) for b in blocks), dtype=np.int64, count=n_c)
-        u_sizes = np.fromiter((len(b.u) for b in blocks), dtype=np.int64, count=n_c)
-        pair_cand = np.repeat(cand, m)
+        e0, sizes, u0, u_sizes, m0, m = np.take(self._meta.data, slots, axis=0).T
+        pair_cand = np.repeat(np.arange(n_c, dtype=_I64), m)
+        pair_off = np.cumsum(m) - m
         n_p = len(pair_cand)
-        r_pair = np.concatenate([b.ref for b in blocks]) + np.repeat(np.cumsum(m) - m, sizes)
-        r_order = np.concatenate([b.order for b in blocks])
-        r_ids = np.concatenate([b.ids for b in blocks])
-        r_len = np.concatenate([b.lengths for b in blocks])
-        u_key = np.concatenate([b.u for b in blocks]) + np.repeat(cand * span, u_sizes)
-        r_u = np.concatenate([b.uidx for b in blocks]) + np.repeat(np.cumsum(u_sizes) - u_sizes, sizes)
-
-        # candidates: interned ids (-1: n-gram of no reference seen so far)
-        get = self._ids.get
-        h_ids, h_tf, h_order, h_sizes, h_len = [], [], [], [], np.empty(n_c)
-        for i, text in enumerate(candidates):
-            counts, h_len[i] = self._counts(text)
-            h_ids.extend(map(get, counts, [-1] * len(counts)))
-            h_tf.extend(counts.values())
-            h_order.extend(map(len, counts))
-            h_sizes.append(len(counts))
-        h_ids = np.asarray(h_ids, dtype=np.int64)
-        h_order = np.asarray(h_order, dtype=np.int64) - 1
-        h_cand = np.repeat(cand, h_sizes)
-
+        rows = np.take(self._rows.data, concat_ranges(m0, m), axis=0)
+        h_cand, h_ids, h_order, h_tf, h_len = self._index.count(candidates, intern=False)
         if self._idf is not None:
-            ref_len = self.ref_len
-            idf_h = np.where(h_ids >= 0, self._idf_of(h_ids), ref_len)
-            r_val = np.concatenate([b.val for b in blocks])
-            r_norm = np.concatenate([b.norm for b in blocks])
-        else:  # pycocoevalcap: one document per candidate, the union of its references
-            ref_len = float(np.log(float(n_c)))
-            doc = np.sort(u_key % span)
-            first = np.ones(len(doc), dtype=bool)
-            first[1:] = doc[1:] != doc[:-1]
-            starts = np.flatnonzero(first)
-            uniq, df = doc[starts], np.diff(np.append(starts, len(doc)))
-            idf_u = ref_len - np.log(np.maximum(df.astype(np.float64), 1.0))
-            r_val = np.concatenate([b.tf for b in blocks]) * idf_u[np.searchsorted(uniq, r_ids)]
-            sq = np.bincount(r_pair * n + r_order, r_val**2, minlength=n_p * n)
-            r_norm = np.sqrt(sq).reshape(n_p, n)
-            if len(uniq):
-                pos = np.minimum(np.searchsorted(uniq, h_ids), len(uniq) - 1)
-                idf_h = np.where(uniq[pos] == h_ids, idf_u[pos], ref_len)
-            else:
-                idf_h = np.full(len(h_ids), ref_len)
-        h_val = np.asarray(h_tf, dtype=np.float64) * idf_h
-        h_sq = np.bincount(h_cand * n + h_order, h_val**2, minlength=n_c * n)
-        h_norm = np.sqrt(h_sq).reshape(n_c, n)
+            idf_h = self._idf_of(h_ids)
+            r_norm = rows[:, 1:]
+        else:
+            idf_h, r_norm = self._batch_idf(h_ids, e0, sizes, u0, u_sizes, pair_off, n_p)
+        h_val = h_tf * idf_h
+        h_norm = np.sqrt(np.bincount(h_cand * n + h_order, h_val**2, minlength=n_c * n))
 
-        # clipped dot products: candidate values scattered onto its reference set's n-grams
-        hv_u = np.zeros(len(u_key) + 1)
-        h_key = h_cand * span + h_ids
-        pos = np.searchsorted(u_key, h_key)
-        hit = (h_ids >= 0) & (u_key[np.minimum(pos, len(u_key) - 1)] == h_key) if len(u_key) else h_ids < -1
-        hv_u[pos[hit]] = h_val[hit]
-        hv = hv_u[r_u]
-        dot = np.bincount(r_pair * n + r_order, np.minimum(hv, r_val) * r_val, minlength=n_p * n)
+        # clipped dot products over the reference entries sharing an n-gram with the candidate
+        u = self._u.data[: self._u.size]
+        at, hit = find_sorted(u[:, 0], np.where(h_ids >= 0, slots[h_cand] * SHIFT + h_ids, -1))
+        hits = np.flatnonzero(hit)
+        first, count = u[at[hits], 1], u[at[hits], 2]
+        ent = np.take(self._ent.data, concat_ranges(first, count), axis=0)
+        src = np.repeat(hits, count)  # the candidate entry of each matched reference entry
+        hv, rv = h_val[src], ent[:, 4] * idf_h[src]  # same n-gram, so same idf
+        key = (pair_off[h_cand[src]] + ent[:, 2]) * n + ent[:, 1]
+        dot = np.bincount(key, np.minimum(hv, rv) * rv, minlength=n_p * n)
 
-        denom = h_norm[pair_cand] * r_norm
+        denom = h_norm.reshape(n_c, n)[pair_cand] * r_norm
         sim = np.divide(dot.reshape(n_p, n), denom, out=np.zeros((n_p, n)), where=denom != 0)
-        pen = np.exp(-((h_len[pair_cand] - r_len) ** 2) / (2 * self.sigma**2))
-        per_pair = sim.mean(axis=1) * pen
+        pen = np.exp(-((h_len[pair_cand] - rows[:, 0]) ** 2) / (2 * self.sigma**2))
+        per_pair = sim.sum(axis=1) * (pen / n)
         return 10.0 * np.bincount(pair_cand, per_pair, minlength=n_c) / m
+
+    def _batch_idf(self, h_ids, e0, sizes, u0, u_sizes, pair_off, n_p):
+        """pycocoevalcap's df: one document per candidate, the union of its references.
+
+        Returns the candidates' idf and the references' tf-idf norms ``[pairs, n]``.
+        """
+        n, ref_len = self.n, float(np.log(float(len(e0))))
+        u_ids = np.take(self._u.data[:, 0], concat_ranges(u0, u_sizes)) % SHIFT
+        srt, s = argsort_keys(u_ids)
+        first = np.ones(len(s), dtype=bool)
+        first[1:] = s[1:] != s[:-1]
+        starts = np.flatnonzero(first)
+        df_run = np.diff(starts, append=len(s)).astype(np.float64)
+        idf_run = ref_len - np.log(np.maximum(df_run, 1.0))
+        idf_u = np.empty(len(s))
+        idf_u[srt] = idf_run[np.cumsum(first) - 1]
+        ent = np.take(self._ent.data, concat_ranges(e0, sizes), axis=0)
+        r_u = ent[:, 3] + np.repeat(np.cumsum(u_sizes) - u_sizes, sizes)
+        r_pair = ent[:, 2] + np.repeat(pair_off, sizes)
+        r_val = ent[:, 4] * idf_u[r_u]
+        sq = np.bincount(r_pair * n + ent[:, 1], r_val**2, minlength=n_p * n)
+        at, hit = find_sorted(s[starts], h_ids)
+        idf_h = np.where(hit, idf_run[at] if len(s) else 0.0, ref_len)
+        return idf_h, np.sqrt(sq).reshape(n_p, n)
 
     def __call__(self, candidates, refs) -> np.ndarray:
         return self.score(candidates, refs)
