@@ -54,7 +54,9 @@ class AlignLoss(nn.Module):
             add("lm", self.lm(out["logits"], batch["labels"])["lm"], self.lm_weight)
         pred = out.get("box_pred")
         if self.box_weight and pred is not None and "target_boxes" in batch and len(pred) > 0:
-            box = self.box(pred, batch["target_boxes"].to(pred))
+            box = self.box(
+                pred, batch["target_boxes"].to(pred), out.get("box_attn"), out.get("grid_hw")
+            )
             terms.update({k: v for k, v in box.items() if k != "loss"})
             add("box", box["loss"], self.box_weight)
         r, c = out.get("region_emb"), out.get("concept_emb")

@@ -1,10 +1,12 @@
-"""Box regression loss for the spatial decoder: L1 + (1 - GIoU)."""
+"""Box loss for the spatial decoder: L1 + (1 - GIoU), plus an optional attention-mass term."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from scalar.model.boxes import aligned_giou
+from scalar.model.spatial import cell_centres
 
 
 class BoxLoss(nn.Module):
@@ -14,13 +16,22 @@ class BoxLoss(nn.Module):
     (the DETR convention); ``box_giou`` is ``1 - GIoU`` averaged over boxes. With
     ``N = 0`` every term is a zero connected to ``pred``. Returns
     ``{'box_l1', 'box_giou', 'loss'}``.
+
+    ``attn_weight`` > 0 adds ``box_attn``: given the decoder's soft-argmax weights over the
+    patch grid (``attn [N, h*w]``), ``-log`` of the attention mass on the cells whose
+    centres lie inside the target box (the cell holding the box centre when none does).
+    Regressing the soft-argmax centre alone gives the grid logits a weak, indirect
+    gradient; this term supervises them directly, like a heat-map loss.
     """
 
-    def __init__(self, l1_weight: float = 5.0, giou_weight: float = 2.0):
+    def __init__(self, l1_weight: float = 5.0, giou_weight: float = 2.0, attn_weight: float = 0.0):
         super().__init__()
         self.l1_weight, self.giou_weight = l1_weight, giou_weight
+        self.attn_weight = float(attn_weight)
 
-    def forward(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+    def forward(
+        self, pred: Tensor, target: Tensor, attn: Tensor | None = None, grid_hw=None
+    ) -> dict[str, Tensor]:
         if pred.shape != target.shape or pred.shape[-1] != 4:
             raise ValueError(
                 f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must be [N, 4]"
@@ -32,4 +43,30 @@ class BoxLoss(nn.Module):
         l1 = (pred - target).abs().sum(-1).mean()
         giou = (1 - aligned_giou(pred, target)).mean()
         loss = self.l1_weight * l1 + self.giou_weight * giou
-        return {"box_l1": l1, "box_giou": giou, "loss": loss}
+        out = {"box_l1": l1, "box_giou": giou}
+        if self.attn_weight and attn is not None and grid_hw is not None:
+            out["box_attn"] = attention_mass_loss(attn.float(), target, grid_hw)
+            loss = loss + self.attn_weight * out["box_attn"]
+        out["loss"] = loss
+        return out
+
+
+def inside_cells(target: Tensor, grid_hw) -> Tensor:
+    """``[N, h*w]`` bool: cells whose centre lies inside each target box (at least one:
+    the cell holding the box centre)."""
+    h, w = grid_hw
+    c = cell_centres(grid_hw, target.device, target.dtype)  # [P, 2]
+    x, y = c[:, 0][None], c[:, 1][None]
+    inside = (x >= target[:, 0:1]) & (x <= target[:, 2:3]) & (y >= target[:, 1:2])
+    inside &= y <= target[:, 3:4]
+    cx = ((target[:, 0] + target[:, 2]) / 2 * w).long().clamp(0, w - 1)
+    cy = ((target[:, 1] + target[:, 3]) / 2 * h).long().clamp(0, h - 1)
+    centre = torch.zeros_like(inside)
+    centre[torch.arange(len(target), device=target.device), cy * w + cx] = True
+    return torch.where(inside.any(-1, keepdim=True), inside, centre)
+
+
+def attention_mass_loss(attn: Tensor, target: Tensor, grid_hw) -> Tensor:
+    """Mean over boxes of ``-log(sum of attn over the target's cells)``."""
+    mass = (attn * inside_cells(target, grid_hw)).sum(-1)
+    return -torch.log(mass.clamp(min=1e-6)).mean()

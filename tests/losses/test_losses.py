@@ -192,3 +192,18 @@ def test_box_loss_values_and_empty():
     assert e["loss"].item() == 0.0 and e["box_l1"].item() == 0.0
     e["loss"].backward()
     assert empty.grad is not None
+
+
+def test_box_attention_mass_term_hand_worked():
+    """2x2 grid, cell centres (.25,.25) (.75,.25) (.25,.75) (.75,.75) in row-major order."""
+    from scalar.losses.box import inside_cells
+
+    attn = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]])
+    target = torch.tensor([[0.5, 0.0, 1.0, 1.0], [0.05, 0.55, 0.2, 0.7]])  # right column; tiny
+    cells = inside_cells(target, (2, 2))
+    assert cells.tolist() == [[False, True, False, True], [False, False, True, False]]
+    out = BoxLoss(l1_weight=0.0, giou_weight=0.0, attn_weight=1.0)(target, target, attn, (2, 2))
+    want = (-math.log(0.2 + 0.4) - math.log(0.3)) / 2
+    assert out["box_attn"].item() == pytest.approx(want, abs=1e-6)
+    assert out["loss"].item() == pytest.approx(want, abs=1e-6)
+    assert "box_attn" not in BoxLoss()(target, target, attn, (2, 2))  # off by default
