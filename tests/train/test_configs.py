@@ -34,7 +34,10 @@ def test_groups_are_what_train_yaml_names():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes(group: str, option: str):
-    cfg = _compose(f"{group}={option}", hydra=group in ("hydra", "experiment", "hparams_search"))
+    extra = ["stage=rl"] if group == "reward" else []  # the reward group belongs to stage=rl
+    cfg = _compose(
+        *extra, f"{group}={option}", hydra=group in ("hydra", "experiment", "hparams_search")
+    )
     assert cfg.seed == 42
     if group in ("trainer", "logger", "callbacks", "optim", "loss", "stage", "debug"):
         # the groups this application owns resolve completely
@@ -43,7 +46,7 @@ def test_every_option_composes(group: str, option: str):
 
 def test_every_line_of_owned_configs_is_commented():
     owned = ["train.yaml", "stage", "trainer", "logger", "callbacks", "optim", "loss",
-             "experiment", "hparams_search", "debug", "hydra"]  # fmt: skip
+             "experiment", "hparams_search", "debug", "hydra", "reward", "eval.yaml"]  # fmt: skip
     files = []
     for name in owned:
         path = CONF / name

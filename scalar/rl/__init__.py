@@ -1,0 +1,1 @@
+"""Reinforced fine-tuning helpers: prompts from images, rollouts, advantages and losses."""

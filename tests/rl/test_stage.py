@@ -1,0 +1,121 @@
+"""The RL stage through the real Hydra config, starting from an align checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import WandbLogger
+
+from scalar.stages.rl import RLModule
+from scalar.train.checkpoint import load_checkpoint_file
+from scalar.train.run import build, train
+from tests.conftest import compose_train
+from tests.rl.conftest import RL_FAST, tiny_overrides
+
+
+class FakeWandb(WandbLogger):
+    """Records the tables it would send (no W&B run is started)."""
+
+    def __init__(self):  # noqa: D107 - deliberately skips WandbLogger.__init__
+        self.tables: list[dict] = []
+        self._experiment, self._log_model, self._checkpoint_callback = None, False, None
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_table(self, key, columns=None, data=None, dataframe=None, step=None):
+        self.tables.append({"key": key, "columns": columns, "data": data, "step": step})
+
+    @property
+    def save_dir(self):
+        return None
+
+    @property
+    def version(self):
+        return "fake-run"
+
+
+def _cfg(tiny_corpus, tmp_path, *extra):
+    base = tiny_overrides(tiny_corpus, tmp_path / "logs", tmp_path / "run")
+    return compose_train([*base, *RL_FAST, *extra])
+
+
+@pytest.mark.parametrize("algo", ["scst", "grpo", "dpo"])
+def test_fast_dev_run_of_each_algorithm(algo, tiny_corpus, align_ckpt, tmp_path):
+    cfg = _cfg(tiny_corpus, tmp_path, f"rl.algo={algo}", "reward=consistency",
+               f"init_from={align_ckpt}", "debug=fdr")  # fmt: skip
+    assert cfg.stage.module._target_ == "scalar.stages.rl.RLModule"
+    assert cfg.stage.monitor == "val/heldout/rec/acc@0.5"
+    parts = build(cfg)
+    trainer = parts["trainer"]
+    fake = FakeWandb()
+    trainer.loggers = [*trainer.loggers, fake]
+    trainer.fit(parts["module"], datamodule=parts["datamodule"])
+    m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert trainer.global_step == 1
+    assert math.isfinite(m["train/loss"])
+    for name in ("describe_ground", "format_agreement", "semantic", "total"):
+        assert f"train/reward/{name}" in m  # every term logged on its own
+    if algo == "dpo":
+        assert {"train/margin", "train/accuracy"} <= set(m)
+    else:
+        assert m["train/kl"] == pytest.approx(0.0, abs=1e-6)  # first step: policy == reference
+    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "rl_samples.csv").open()))
+    assert rows and {r["task"] for r in rows} <= {"describe", "format", "gdg"}
+    assert all(r["algo"] == algo for r in rows)
+    assert len(fake.tables) == 1 and fake.tables[0]["key"] == "train/samples"
+    assert [list(map(str, r[4:5])) for r in fake.tables[0]["data"]] == [
+        [r["completion"]] for r in rows
+    ]  # the W&B table holds the CSV's completions
+
+
+def test_a_step_changes_trainable_parameters_only(tiny_corpus, align_ckpt, tmp_path, monkeypatch):
+    cfg = _cfg(tiny_corpus, tmp_path, "rl.algo=grpo", f"init_from={align_ckpt}", "debug=fdr",
+               "optim.scheduler=null", "optim.weight_decay=0.0", "rl.kl_beta=0.0")  # fmt: skip
+    real = RLModule.score
+
+    def varied(self, batch, gen, update=True):  # distinct rewards: non-zero advantages
+        total, log, terms, applies = real(self, batch, gen, update)
+        return np.arange(len(total), dtype=np.float64) % 2, log, terms, applies
+
+    monkeypatch.setattr(RLModule, "score", varied)
+    parts = build(cfg)
+    module = parts["module"]
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    saved = load_checkpoint_file(align_ckpt)["state_dict"]
+    assert all(torch.equal(before[k], saved["model." + k]) for k in before)  # init_from applied
+    parts["trainer"].fit(module, datamodule=parts["datamodule"])
+    trainable = {n for n, p in module.model.named_parameters() if p.requires_grad}
+    assert not any(n.startswith(("vision.", "spatial.", "region_proj", "concept_proj"))
+                   for n in trainable)  # fmt: skip
+    after = module.model.state_dict()
+    frozen = [n for n, _ in module.model.named_parameters() if n not in trainable]
+    assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
+    changed = [n for n in trainable if not torch.equal(before[n], after[n])]
+    assert any(n.startswith("llm.") for n in changed)
+    # the reference stays the initial policy
+    ref = dict(module.reference.named_parameters())
+    assert all(torch.equal(ref[n], before[n]) for n in changed)
+
+
+def test_labeled_rewards_run_from_training_batches(tiny_corpus, align_ckpt, tmp_path):
+    cfg = _cfg(tiny_corpus, tmp_path, "rl.algo=grpo", "reward=mixed", f"init_from={align_ckpt}",
+               "debug=fdr", "data.batch_size=8")  # fmt: skip
+    assert cfg.stage.module.source == "labeled"
+    value = train(cfg)
+    assert value is None or isinstance(value, float)
+    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "rl_samples.csv").open()))
+    assert rows and {r["task"] for r in rows} <= {"rec", "caption"}
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="rl.algo"):
+        RLModule(torch.nn.Linear(1, 1), None, None, rewards={"x": None}, algo="ppo")
