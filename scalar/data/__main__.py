@@ -2,12 +2,15 @@
 
     python -m scalar.data synth [out=<dir>] [seed=0] [n_train=4000] [workers=2] ...
     python -m scalar.data validate data=<name> [data.root=<dir>] [out=<json>] [other overrides]
+    python -m scalar.data shard data=<name> out=<dir> [shard_size=1000] [other overrides]
 
 ``synth`` builds the synthetic corpus and its tokenizer (each only when missing) and prints
 the manifest counts. ``validate`` composes ``conf/data_cli.yaml`` with the overrides, reads
 every split of the data group's corpora and prints / writes (default
 ``<root>/validate.json``) the counts of what was read and of what was skipped, by reason.
-Errors are one line on stderr: exit 2 for a usage error, 1 for a data error.
+``shard`` prepares the samples of every split (as training would) and writes them with
+their image bytes into WebDataset tar shards under ``out`` (``data.streaming=<out>`` then
+trains from them). Errors are one line on stderr: exit 2 for a usage error, 1 for a data error.
 """
 
 from __future__ import annotations
@@ -126,6 +129,29 @@ def synth(opts: dict[str, str]) -> dict:
     return manifest
 
 
+def shard(opts: dict[str, str]) -> dict:
+    from hydra.utils import instantiate
+
+    from scalar.data.shards import write_shards
+
+    out = opts.pop("out", None)
+    if not out:
+        raise UsageError("shard needs out=<dir>")
+    try:
+        size = int(opts.pop("shard_size", 1000))
+    except ValueError:
+        raise UsageError("shard_size must be an integer") from None
+    cfg = compose([f"{k}={v}" for k, v in opts.items()])
+    dm = instantiate(cfg.data)
+    dm.setup()
+    index = write_shards(dm.samples, out, size)
+    for split, part in index["splits"].items():
+        shards = len({e[0] for e in part["entries"]})
+        print(f"{split}: {len(part['tasks'])} samples in {shards} shards")
+    print(f"wrote {out}")
+    return index
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -138,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             synth(opts)
         elif command == "validate":
             validate(opts)
+        elif command == "shard":
+            shard(opts)
         else:
-            raise UsageError(f"unknown command {command!r}; valid: synth, validate")
+            raise UsageError(f"unknown command {command!r}; valid: synth, validate, shard")
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

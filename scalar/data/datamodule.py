@@ -105,6 +105,7 @@ class SceneDataModule(L.LightningDataModule):
         image_dir: str | None = None,
         coco_root: str | None = None,
         splits_file: str | None = None,
+        streaming: str | None = None,
     ):
         super().__init__()
         self.corpora_spec = dict(_plain(corpora))
@@ -129,6 +130,7 @@ class SceneDataModule(L.LightningDataModule):
         self.max_spatial_pairs = max_spatial_pairs
         self.ref_kinds_file, self.held_out_spec = ref_kinds_file, _plain(held_out_categories)
         self.vocab_size, self.root = tokenizer_vocab_size, root
+        self.streaming = str(streaming) if streaming else None  # shard folder (scalar.data.shards)
         self.source = {"root": root, "dataset": dataset, "split_by": split_by,
                        "image_dir": image_dir, "coco_root": coco_root, "splits_file": splits_file}  # fmt: skip
         self.corpora: dict[str, Corpus] = {}
@@ -188,6 +190,25 @@ class SceneDataModule(L.LightningDataModule):
             self.tokenizer = load_tokenizer(self.tokenizer_path)
         collator = Collator(self.tokenizer, self.region_tokens, self.mask_size, self.max_length)
         self.collator = collator
+        if self.streaming:
+            self._stream_samples()
+        else:
+            self._build_samples()
+        if self.samples.get("train"):
+            weights = self._weights(self.tasks)
+            tasks = getattr(self.samples["train"], "tasks", None)
+            tasks = tasks if tasks is not None else [s.task for s in self.samples["train"]]
+            world = getattr(self.trainer, "world_size", 1) if self.trainer else 1
+            rank = getattr(self.trainer, "global_rank", 0) if self.trainer else 0
+            self.sampler = MixtureSampler(
+                tasks, weights, self.samples_per_epoch, self.seed, world, rank
+            )
+            if self._pending_state:
+                self.sampler.load_state_dict(self._pending_state)
+                self._pending_state = None
+
+    def _build_samples(self) -> None:
+        """Read the corpora and build every split's task samples in memory."""
         corpora = self.read_corpora()
         held_out = held_out_names(self.held_out_spec, corpora.values())
         train_b, eval_b = self._builder(True, held_out), self._builder(False, held_out)
@@ -205,17 +226,21 @@ class SceneDataModule(L.LightningDataModule):
         print("data: " + ", ".join(f"{k}={v.name}" for k, v in corpora.items()))
         print("\n".join(lines))
         print("data: " + self.skips.report())
-        if self.samples.get("train"):
-            weights = self._weights(self.tasks)
-            tasks = [s.task for s in self.samples["train"]]
-            world = getattr(self.trainer, "world_size", 1) if self.trainer else 1
-            rank = getattr(self.trainer, "global_rank", 0) if self.trainer else 0
-            self.sampler = MixtureSampler(
-                tasks, weights, self.samples_per_epoch, self.seed, world, rank
-            )
-            if self._pending_state:
-                self.sampler.load_state_dict(self._pending_state)
-                self._pending_state = None
+
+    def _stream_samples(self) -> None:
+        """Samples prepared by ``python -m scalar.data shard``, read from its shards on access."""
+        from scalar.data.shards import ShardSamples, load_index
+
+        index = load_index(self.streaming)
+        lines = []
+        for split in index["splits"]:
+            self.samples[split] = ShardSamples(self.streaming, split, index)
+            per_task: dict[str, int] = {}
+            for t in self.samples[split].tasks:
+                per_task[t] = per_task.get(t, 0) + 1
+            lines.append(f"  {split}: {len(self.samples[split])} samples {per_task}")
+        print(f"data: streaming from {self.streaming}")
+        print("\n".join(lines))
 
     def _drop_long(self, samples: list[Sample]) -> list[Sample]:
         """Drop (and count as ``sample_too_long``) samples longer than ``max_length`` tokens.
@@ -244,6 +269,10 @@ class SceneDataModule(L.LightningDataModule):
 
     # -- loaders --------------------------------------------------------------------------
     def _dataset(self, split: str) -> SampleDataset:
+        if self.streaming:
+            from scalar.data.shards import ShardDataset
+
+            return ShardDataset(self.samples[split], self.image_size, self.mean, self.std)
         return SampleDataset(self.samples[split], self.image_size, self.mean, self.std)
 
     def _loader(self, split: str, batch_size: int, sampler=None) -> DataLoader:

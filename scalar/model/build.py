@@ -79,6 +79,7 @@ def build_model(
     concept_encoder: str = "embed",
     trainable: Mapping | None = None,
     meta_device: bool = False,
+    frozen_dtype: str | None = None,
 ) -> ScalarModel:
     """Build the ScalarModel. ``meta_device=True`` builds every part on ``torch.device('meta')``
     from configs only (no weights are read: for tests, parameter counts and benchmarks).
@@ -88,6 +89,9 @@ def build_model(
     ``freeze``, ``lora``, ``gradient_checkpointing``, ``dtype``, ``require_weights``.
     ``region`` / ``spatial``: RegionPromptEncoder / SpatialDecoder kwargs except the dims.
     ``trainable``: a ``set_trainable`` spec applied last.
+    ``frozen_dtype`` (e.g. ``bfloat16``): cast the frozen parameters (and the buffers of
+    wholly frozen modules) to it after ``trainable``; trainable ones stay as built (fp32
+    master weights), and the optimizer only ever sees those.
     """
     set_offline()
     vision, bridge, llm = _plain(vision), _plain(bridge), _plain(llm)
@@ -121,7 +125,30 @@ def build_model(
         )
     if trainable:
         model.set_trainable(_plain(trainable))
+    if frozen_dtype:
+        cast_frozen(model, frozen_dtype)
     return model
+
+
+def cast_frozen(model: torch.nn.Module, dtype: Any) -> int:
+    """Cast parameters without ``requires_grad`` (and the floating buffers of modules whose
+    own parameters are all frozen) to ``dtype``; returns the number of parameters cast.
+    Parameter-free modules keep their buffers (rotary frequencies, fixed positions)."""
+    from scalar.model.llm import resolve_dtype
+
+    dtype = resolve_dtype(dtype)
+    n = 0
+    for module in model.modules():
+        params = list(module.parameters(recurse=False))
+        for p in params:
+            if not p.requires_grad and p.is_floating_point() and p.dtype != dtype:
+                p.data = p.data.to(dtype)
+                n += 1
+        if params and all(not p.requires_grad for p in params):  # e.g. BatchNorm statistics
+            for name, buf in module.named_buffers(recurse=False):
+                if buf is not None and buf.is_floating_point():
+                    setattr(module, name, buf.to(dtype))
+    return n
 
 
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:

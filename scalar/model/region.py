@@ -206,7 +206,8 @@ class RegionPromptEncoder(nn.Module):
         region_batch: Tensor,
         region_masks: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        features = tokens_to_grid(patch_tokens, grid_hw)
+        # work in this encoder's own dtype (the tower may be frozen in bf16)
+        features = tokens_to_grid(patch_tokens.to(self.slot_embed.dtype), grid_hw)
         boxes = region_boxes.to(features.dtype).clamp(0, 1)
         summary, cells = self.pool_features(
             features, boxes, region_kinds, region_masks, region_batch
