@@ -74,10 +74,17 @@ def load_tokenizer(path: str | Path):
             "`python -m scalar.data synth` or set model.tokenizer_path)"
         )
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, use_fast=True)
-    missing = [t for t in T.SPECIAL_TOKENS if t not in tok.get_vocab()]
-    extra = [t for t in missing if t not in (T.PAD, T.BOS, T.EOS, T.UNK)]
+    vocab = tok.get_vocab()
+    roles = {T.PAD: "pad_token", T.BOS: "bos_token", T.EOS: "eos_token", T.UNK: "unk_token"}
+    add: dict = {}
+    for token, role in roles.items():
+        # a role the tokenizer lacks (LLaMA has no pad token) gets ours; a role it fills
+        # with its own token keeps it, and ours is still added so every text encodes alike
+        if getattr(tok, role) is None:
+            add[role] = token
+    extra = [t for t in T.SPECIAL_TOKENS if t not in vocab and t not in add.values()]
     if extra:
-        tok.add_special_tokens({"additional_special_tokens": extra})
-    if tok.pad_token is None:
-        tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
+        add["additional_special_tokens"] = extra
+    if add:
+        tok.add_special_tokens(add)
     return tok

@@ -19,17 +19,21 @@ unlabeled pool.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
+import os
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from scalar.data.synth import expressions, relations
 from scalar.data.synth.layout import SIZE_RANGES, SynthConfig, sample_objects
+from scalar.data.synth.png import save_png
 from scalar.data.synth.shapes import BACKGROUND, COLOURS, render
 from scalar.data.synth.writers import (
     IMAGE_DIR,
@@ -38,15 +42,18 @@ from scalar.data.synth.writers import (
     category_rows,
     dump_json,
     image_file_name,
+    object_area,
     write_coco,
     write_lvis,
     write_refcoco,
-    write_vg,
 )
+from scalar.data.synth.writers_vg import write_vg
 
 VERSION = "synthetic-shapes-1"
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "heldout": 3, "unlabeled": 4}
 N_NEGATIVES = 2
+MAX_AUTO_WORKERS = 4
+MIN_SCENES_PER_WORKER = 250  # fewer: starting processes costs more than it saves
 
 
 def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: str) -> dict:
@@ -60,17 +67,18 @@ def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: st
     else:
         objs = sample_objects(rng, cfg, cfg.seen_categories())
     s = cfg.image_size
-    img = render(objs, s, s, cfg.noise, rng)
-    Image.fromarray(img).save(path, format="PNG")
+    save_png(render(objs, s, s, cfg.noise, rng), path)
     record = {"image_id": image_id, "split": split, "width": s, "height": s, "objects": objs}
     if split == "unlabeled":
         return record
     size = (s, s)
     refs, regions, rels = [], [], []
+    table = expressions.scene_relations(objs, size)
     marks = [expressions.unique_attrs(objs, j, cfg.texture, size) for j in range(len(objs))]
     for i, o in enumerate(objs):
+        object_area(o)  # cached for the writers
         if split != "heldout" or o["category"] in held:
-            sents = expressions.refer(objs, i, cfg.texture, size, rng, marks)
+            sents = expressions.refer(objs, i, cfg.texture, size, rng, marks, table)
             if sents:
                 refs.append(
                     {
@@ -80,14 +88,11 @@ def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: st
                     }
                 )
         regions += [
-            {"object": i, "phrase": p} for p in expressions.region_phrases(objs, i, size, rng)
+            {"object": i, "phrase": p}
+            for p in expressions.region_phrases(objs, i, size, rng, table)
         ]
-        for j, other in enumerate(objs):
-            if j != i:
-                for p in relations.pair_relations(
-                    expressions.xyxy(o), expressions.xyxy(other), size
-                ):
-                    rels.append({"subject": i, "predicate": p, "object": j})
+        for j in range(len(objs)):
+            rels += [{"subject": i, "predicate": p, "object": j} for p in table[i][j]]
     present = {o["category"] for o in objs}
     pool = cfg.category_names() if split == "heldout" else cfg.seen_categories()
     absent = [c for c in pool if c not in present]
@@ -103,11 +108,39 @@ def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: st
     return record
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building or reading a corpus makes millions of
+    small containers (no cycles), and each full collection would walk all of them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def _run(task: tuple) -> dict:
     return make_scene(*task)
 
 
-def _generate(cfg: SynthConfig, tasks: list[tuple], workers: int) -> list[dict]:
+def default_workers(n_scenes: int) -> int:
+    """Processes used when ``workers`` is None: the available cores (at most
+    ``MAX_AUTO_WORKERS``), one per ``MIN_SCENES_PER_WORKER`` scenes; 1 inside a daemon
+    process (which may not start children)."""
+    if multiprocessing.current_process().daemon:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_AUTO_WORKERS, n_scenes // MIN_SCENES_PER_WORKER))
+
+
+def _generate(cfg: SynthConfig, tasks: list[tuple], workers: int | None) -> list[dict]:
+    if workers is None:
+        workers = default_workers(len(tasks))
     if workers <= 1 or len(tasks) < 2 * workers:
         return [_run(t) for t in tasks]
     ctx = multiprocessing.get_context("spawn")
@@ -140,14 +173,15 @@ def _split_counts(records: list[dict], labelled: bool) -> dict:
 
 
 def build_synthetic(
-    out_dir: str | Path, workers: int = 1, config: SynthConfig | None = None, **options
+    out_dir: str | Path, workers: int | None = None, config: SynthConfig | None = None, **options
 ) -> dict:
     """Build the synthetic corpus in ``out_dir``; returns (and writes) its manifest.
 
     ``options`` are the fields of ``SynthConfig`` (seed, n_train, n_val, n_test,
     n_heldout, n_unlabeled, image_size, min_objects, max_objects, same_look_fraction,
     overlap, texture, noise, held_out_categories, categories); they override ``config``.
-    ``workers`` > 1 renders in that many processes; the output is the same.
+    ``workers`` > 1 renders in that many processes (None: ``default_workers``); the output
+    is the same for any ``workers``.
     """
     known = {f.name for f in fields(SynthConfig)}
     unknown = sorted(set(options) - known)
@@ -174,16 +208,15 @@ def build_synthetic(
             tasks.append((cfg, split, i, image_id, path))
     for i in range(cfg.n_unlabeled):
         tasks.append((cfg, "unlabeled", i, 0, str(out / "unlabeled" / f"{i:06d}.png")))
-    records = _generate(cfg, tasks, workers)
-    by_split = {s: [r for r in records if r["split"] == s] for s in SPLITS}
-    labelled = [r for s in SPLITS for r in by_split[s]]
-    assign_ids(labelled)
-
     cats = category_rows(cfg.category_names())
-    files = write_coco(out, by_split, cats)
-    files += write_refcoco(out, by_split, cats)
-    files += write_vg(out, by_split)
-    files += write_lvis(out, by_split, cats)
+    with paused_gc():
+        records = _generate(cfg, tasks, workers)
+        by_split = {s: [r for r in records if r["split"] == s] for s in SPLITS}
+        assign_ids([r for s in SPLITS for r in by_split[s]])
+        files = write_coco(out, by_split, cats)
+        files += write_refcoco(out, by_split, cats)
+        files += write_vg(out, by_split)
+        files += write_lvis(out, by_split, cats)
 
     counts = {s: _split_counts(by_split[s], True) for s in SPLITS}
     counts["unlabeled"] = _split_counts([r for r in records if r["split"] == "unlabeled"], False)

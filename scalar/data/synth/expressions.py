@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scalar.data.synth.relations import PREDICATES, relation_holds
+from scalar.data.synth.relations import Table, relation_table
 
 ATTR_ORDER = ("size", "texture", "colour", "category")
 ORDINAL_MIN_GAP = 3.0
@@ -82,21 +82,27 @@ def _ordinal_key(o: dict, direction: str) -> float:
     return c if direction in ("left", "top") else -c
 
 
-def evaluate(e: Expr, objs: list[dict], image_size: tuple[int, int]) -> list[int]:
-    """Indices of the objects ``e`` selects."""
-    cands = [i for i, o in enumerate(objs) if _matches(o, e.attrs)]
+def scene_relations(objs: list[dict], image_size: tuple[int, int]) -> Table:
+    """``relations.relation_table`` of the objects' boxes."""
+    return relation_table([xyxy(o) for o in objs], image_size)
+
+
+def _select(objs: list[dict], attrs: Attrs) -> list[int]:
+    return [i for i, o in enumerate(objs) if _matches(o, attrs)]
+
+
+def evaluate(
+    e: Expr, objs: list[dict], image_size: tuple[int, int], table: Table | None = None
+) -> list[int]:
+    """Indices of the objects ``e`` selects (``table``: ``scene_relations``, made if None)."""
+    cands = _select(objs, e.attrs)
     if e.kind == "attribute":
         return cands
     if e.kind == "relational":
-        marks = [j for j, o in enumerate(objs) if _matches(o, e.landmark)]
-        return [
-            i
-            for i in cands
-            if any(
-                j != i and relation_holds(e.predicate, xyxy(objs[i]), xyxy(objs[j]), image_size)
-                for j in marks
-            )
-        ]
+        if table is None:
+            table = scene_relations(objs, image_size)
+        marks = _select(objs, e.landmark)
+        return [i for i in cands if any(e.predicate in table[i][j] for j in marks)]
     if e.kind == "ordinal":
         ranked = sorted(cands, key=lambda i: (_ordinal_key(objs[i], e.direction), i))
         if e.rank >= len(ranked):
@@ -127,21 +133,23 @@ def unique_attrs(objs: list[dict], i: int, texture: bool, size) -> Attrs | None:
     return None
 
 
-def _relational(objs, i, marks, size, rng) -> Expr | None:
+def _relational(objs, i, marks, size, rng, table: Table) -> Expr | None:
+    # ``evaluate`` of each candidate, with the matching objects computed once
     needed, other = [], []
-    box_i = xyxy(objs[i])
+    landmarks = [None if m is None else _select(objs, m) for m in marks]
     for keys in TARGET_SETS:
         attrs = attrs_of(objs[i], keys)
-        alone = evaluate(Expr("attribute", attrs), objs, size) == [i]
+        cands = _select(objs, attrs)
+        alone = cands == [i]
         for j in range(len(objs)):
             mark = None if j == i else marks[j]
             if mark is None:
                 continue
-            for p in PREDICATES:
-                if relation_holds(p, box_i, xyxy(objs[j]), size):
+            for p in table[i][j]:
+                hits = [c for c in cands if any(p in table[c][m] for m in landmarks[j])]
+                if hits == [i]:
                     e = Expr("relational", attrs, predicate=p, landmark=mark)
-                    if evaluate(e, objs, size) == [i]:
-                        (other if alone else needed).append(e)
+                    (other if alone else needed).append(e)
     pool = needed or other
     return pool[int(rng.integers(len(pool)))] if pool else None
 
@@ -166,36 +174,41 @@ def _ordinal(objs, i, size, rng) -> Expr | None:
 
 
 def refer(
-    objs: list[dict], i: int, texture: bool, size, rng, marks: list | None = None
+    objs: list[dict],
+    i: int,
+    texture: bool,
+    size,
+    rng,
+    marks: list | None = None,
+    table: Table | None = None,
 ) -> list[tuple[str, str]]:
     """Unique sentences ``(kind, text)`` for object ``i``: at most one of each kind.
 
-    ``marks`` (optional cache): ``unique_attrs`` of every object of the scene.
+    Optional caches: ``marks``, the ``unique_attrs`` of every object of the scene;
+    ``table``, its ``scene_relations``.
     """
     if marks is None:
         marks = [unique_attrs(objs, j, texture, size) for j in range(len(objs))]
+    if table is None:
+        table = scene_relations(objs, size)
     out = []
     attrs = marks[i]
     exprs = [Expr("attribute", attrs) if attrs else None]
-    exprs += [_relational(objs, i, marks, size, rng), _ordinal(objs, i, size, rng)]
+    exprs += [_relational(objs, i, marks, size, rng, table), _ordinal(objs, i, size, rng)]
     for e in exprs:
         if e is not None:
-            assert evaluate(e, objs, size) == [i], e
+            assert evaluate(e, objs, size, table) == [i], e
             out.append((e.kind, describe(e)))
     return out
 
 
-def region_phrases(objs: list[dict], i: int, size, rng) -> list[str]:
+def region_phrases(objs: list[dict], i: int, size, rng, table: Table | None = None) -> list[str]:
     """Descriptions of object ``i``: its full look, and one relation to another object."""
+    if table is None:
+        table = scene_relations(objs, size)
     full = "a " + phrase(attrs_of(objs[i], ATTR_ORDER))
     out = [full]
-    pairs = [
-        (p, j)
-        for j in range(len(objs))
-        if j != i
-        for p in PREDICATES
-        if relation_holds(p, xyxy(objs[i]), xyxy(objs[j]), size)
-    ]
+    pairs = [(p, j) for j in range(len(objs)) for p in table[i][j]]
     if pairs:
         p, j = pairs[int(rng.integers(len(pairs)))]
         other = phrase(attrs_of(objs[j], ("colour", "category")))

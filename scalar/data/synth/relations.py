@@ -80,3 +80,38 @@ def relation_holds(predicate: str, a: Box, b: Box, image_size: tuple[int, int]) 
 def pair_relations(a: Box, b: Box, image_size: tuple[int, int]) -> list[str]:
     """All predicates ``p`` (in ``PREDICATES`` order) with ``a p b``."""
     return [p for p in PREDICATES if relation_holds(p, a, b, image_size)]
+
+
+Table = list[list[tuple[str, ...]]]
+
+
+def relation_table(boxes: list[Box], image_size: tuple[int, int]) -> Table:
+    """``table[i][j]``: the predicates ``p`` (``PREDICATES`` order) with ``boxes[i] p boxes[j]``;
+    ``()`` on the diagonal. Same arithmetic as ``relation_holds``, once per scene."""
+    cx, cy, area = [_cx(b) for b in boxes], [_cy(b) for b in boxes], [_area(b) for b in boxes]
+    limit = NEAR_FRACTION * max(image_size)
+    table: Table = []
+    for i, a in enumerate(boxes):
+        row: list[tuple[str, ...]] = []
+        for j, b in enumerate(boxes):
+            if i == j:
+                row.append(())
+                continue
+            found = []
+            if cx[i] < b[0] and a[2] < cx[j]:
+                found.append("left of")
+            if cx[j] < a[0] and b[2] < cx[i]:
+                found.append("right of")
+            if cy[i] < b[1] and a[3] < cy[j]:
+                found.append("above")
+            if cy[j] < a[1] and b[3] < cy[i]:
+                found.append("below")
+            if area[i] >= BIGGER_RATIO * area[j]:
+                found.append("bigger than")
+            if area[j] >= BIGGER_RATIO * area[i]:
+                found.append("smaller than")
+            if box_gap(a, b) <= limit:
+                found.append("near")
+            row.append(tuple(found))
+        table.append(row)
+    return table

@@ -9,6 +9,7 @@ the polygon area. Later objects are painted over earlier ones.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -101,13 +102,14 @@ def shape_polygon(shape: str, box: tuple[int, int, int, int]) -> list[float]:
     x, y, w, h = box
     unit = UNIT_POLYGONS[shape]
     pts = unit * np.array([w, h], dtype=np.float64) + np.array([x, y], dtype=np.float64)
-    return [round(float(v), 2) for v in pts.reshape(-1)]
+    return [round(v, 2) for v in pts.reshape(-1).tolist()]
 
 
 def polygon_area(poly: list[float]) -> float:
     """Shoelace area of a flat polygon."""
     xs, ys = np.asarray(poly[0::2]), np.asarray(poly[1::2])
-    return float(abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))) / 2)
+    xn, yn = np.concatenate([xs[1:], xs[:1]]), np.concatenate([ys[1:], ys[:1]])
+    return float(abs(np.dot(xs, yn) - np.dot(ys, xn)) / 2)
 
 
 def rasterise(poly: list[float], width: int, height: int) -> tuple[slice, slice, np.ndarray]:
@@ -118,17 +120,25 @@ def rasterise(poly: list[float], width: int, height: int) -> tuple[slice, slice,
     xs, ys = np.asarray(poly[0::2]), np.asarray(poly[1::2])
     c0, c1 = max(0, int(math.floor(xs.min()))), min(width, int(math.ceil(xs.max())))
     r0, r1 = max(0, int(math.floor(ys.min()))), min(height, int(math.ceil(ys.max())))
-    px = np.arange(c0, c1, dtype=np.float64)[None, :] + 0.5
-    py = np.arange(r0, r1, dtype=np.float64)[:, None] + 0.5
-    inside = np.zeros((r1 - r0, c1 - c0), dtype=bool)
-    x2, y2 = np.concatenate([xs[1:], xs[:1]]), np.concatenate([ys[1:], ys[:1]])
-    for xa, ya, xb, yb in zip(xs, ys, x2, y2, strict=True):
-        if ya == yb:
-            continue
-        crosses = (ya > py) != (yb > py)
-        x_at = xa + (py - ya) * (xb - xa) / (yb - ya)
-        inside ^= crosses & (px < x_at)
+    px = np.arange(c0, c1, dtype=np.float64)[None, None, :] + 0.5
+    py = np.arange(r0, r1, dtype=np.float64)[None, :, None] + 0.5
+    xb, yb = np.concatenate([xs[1:], xs[:1]]), np.concatenate([ys[1:], ys[:1]])
+    keep = ys != yb  # horizontal edges cross no row of centres
+    # edges x rows x 1: where each edge crosses each row of pixel centres
+    xa, ya, xb, yb = (v[keep][:, None, None] for v in (xs, ys, xb, yb))
+    crosses = (ya > py) != (yb > py)
+    x_at = xa + (py - ya) * (xb - xa) / (yb - ya)
+    # even-odd rule: a centre is inside when an odd number of crossings lie right of it
+    inside = np.logical_xor.reduce(crosses & (px < x_at), axis=0)
     return slice(r0, r1), slice(c0, c1), inside
+
+
+@functools.lru_cache(maxsize=4)
+def _background(height: int, width: int) -> np.ndarray:
+    img = np.empty((height, width, 3), dtype=np.uint8)
+    img[:] = BACKGROUND  # a broadcast fill is slow: rendering copies this one
+    img.flags.writeable = False
+    return img
 
 
 def render(objects: list[dict], width: int, height: int, noise: float, rng) -> np.ndarray:
@@ -136,8 +146,7 @@ def render(objects: list[dict], width: int, height: int, noise: float, rng) -> n
 
     ``noise`` > 0 adds Gaussian pixel noise of standard deviation ``noise * 255``.
     """
-    img = np.empty((height, width, 3), dtype=np.uint8)
-    img[:] = BACKGROUND
+    img = _background(height, width).copy()
     if any(o.get("texture") == "striped" for o in objects):
         diag = np.arange(height)[:, None] + np.arange(width)[None, :]
         dark = (diag // (STRIPE_PERIOD // 2)) % 2 == 1

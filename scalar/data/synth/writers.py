@@ -65,7 +65,16 @@ def category_rows(names: tuple[str, ...]) -> list[dict]:
     ]
 
 
-def _attributes(o: dict) -> list[str]:
+def object_area(o: dict) -> float:
+    """The object's polygon area rounded to 0.01 (cached in the dict under ``area``)."""
+    a = o.get("area")
+    if a is None:
+        a = o["area"] = round(polygon_area(o["polygon"]), 2)
+    return a
+
+
+def object_attributes(o: dict) -> list[str]:
+    """Attribute words of an object: size, texture (when set), colour."""
     return [v for v in (o["size"], o.get("texture"), o["colour"]) if v]
 
 
@@ -93,10 +102,10 @@ def coco_instances(records: list[dict], cats: list[dict]) -> dict:
                     "image_id": r["image_id"],
                     "category_id": cat_id[o["category"]],
                     "bbox": _xywh(o),
-                    "area": round(polygon_area(o["polygon"]), 2),
+                    "area": object_area(o),
                     "iscrowd": 0,
                     "segmentation": [o["polygon"]],
-                    "attributes": _attributes(o),
+                    "attributes": object_attributes(o),
                 }
             )
     coco_cats = [{k: c[k] for k in ("id", "name", "supercategory")} for c in cats]
@@ -151,83 +160,6 @@ def write_refcoco(out: Path, by_split: dict[str, list[dict]], cats: list[dict]) 
     return [f"{base}/refs({REFCOCO_SPLIT_BY}).p", f"{base}/instances.json"]
 
 
-def _vg_box(o: dict) -> dict:
-    x, y, w, h = (int(v) for v in o["box"])
-    return {"x": x, "y": y, "w": w, "h": h}
-
-
-def _vg_object(o: dict, with_attributes: bool) -> dict:
-    row = {"object_id": o["ann_id"], **_vg_box(o), "names": [o["category"]],
-           "synsets": [f"{o['category']}.n.01"]}  # fmt: skip
-    if with_attributes:
-        row["attributes"] = _attributes(o)
-    return row
-
-
-def _vg_endpoint(o: dict) -> dict:
-    return {"object_id": o["ann_id"], **_vg_box(o), "name": o["category"],
-            "synsets": [f"{o['category']}.n.01"]}  # fmt: skip
-
-
-def write_vg(out: Path, by_split: dict[str, list[dict]]) -> list[str]:
-    """Visual Genome v1.2 files over every labelled split, plus ``splits.json``."""
-    records = [r for split in SPLITS for r in by_split[split]]
-    image_data, objects, attributes, relationships, regions = [], [], [], [], []
-    for r in records:
-        iid, objs = r["image_id"], r["objects"]
-        image_data.append(
-            {
-                "image_id": iid,
-                "width": r["width"],
-                "height": r["height"],
-                "url": f"synthetic/VG_100K/{iid}.png",
-                "coco_id": iid,
-                "flickr_id": None,
-                "file_name": r["file_name"],
-            }  # fmt: skip
-        )
-        objects.append({"image_id": iid, "objects": [_vg_object(o, False) for o in objs]})
-        attributes.append({"image_id": iid, "attributes": [_vg_object(o, True) for o in objs]})
-        rels = [
-            {
-                "relationship_id": rel["relationship_id"],
-                "predicate": rel["predicate"],
-                "subject": _vg_endpoint(objs[rel["subject"]]),
-                "object": _vg_endpoint(objs[rel["object"]]),
-                "synsets": [],
-            }
-            for rel in r["relations"]
-        ]
-        relationships.append({"image_id": iid, "relationships": rels})
-        regs = []
-        for reg in r["regions"]:
-            b = _vg_box(objs[reg["object"]])
-            regs.append(
-                {
-                    "region_id": reg["region_id"],
-                    "image_id": iid,
-                    "x": b["x"],
-                    "y": b["y"],
-                    "width": b["w"],
-                    "height": b["h"],
-                    "phrase": reg["phrase"],
-                }  # fmt: skip
-            )
-        regions.append({"id": iid, "regions": regs})
-    files = {
-        "image_data": image_data,
-        "objects": objects,
-        "attributes": attributes,
-        "relationships": relationships,
-        "region_descriptions": regions,
-    }
-    for name, data in files.items():
-        dump_json(data, out / "vg" / f"{name}.json")
-    splits = {str(r["image_id"]): split for split in SPLITS for r in by_split[split]}
-    dump_json(splits, out / "splits.json")
-    return [f"vg/{n}.json" for n in files] + ["splits.json"]
-
-
 def _frequency(image_count: int) -> str:
     return "r" if image_count <= 10 else "c" if image_count <= 100 else "f"
 
@@ -274,7 +206,7 @@ def write_lvis(out: Path, by_split: dict[str, list[dict]], cats: list[dict]) -> 
                         "image_id": r["image_id"],
                         "category_id": cat_id[o["category"]],
                         "bbox": _xywh(o),
-                        "area": round(polygon_area(o["polygon"]), 2),
+                        "area": object_area(o),
                         "segmentation": [o["polygon"]],
                     }  # fmt: skip
                 )
