@@ -65,6 +65,7 @@ class Sample:
     target_boxes: list[Box] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
 
+
 # Extra batch keys for generation (prompt only, LEFT-padded so generation appends on the right):
 # prompt_input_ids       LongTensor[B, Tp]  prompt tokens up to and including <sep>
 # prompt_attention_mask  LongTensor[B, Tp]

@@ -32,7 +32,9 @@ def load_pickle(path: str | Path) -> Any:
         with open(path, "rb") as f:
             return pickle.load(f)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a malformed file
-        raise AnnotationError(path, "-", f"not a readable pickle ({type(e).__name__}: {e})") from None
+        raise AnnotationError(
+            path, "-", f"not a readable pickle ({type(e).__name__}: {e})"
+        ) from None
 
 
 def require(row: Any, keys: tuple[str, ...], path: str | Path, index: Any) -> None:

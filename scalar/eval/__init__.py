@@ -1,0 +1,1 @@
+"""Evaluation: ``evaluate(cfg)`` (eval.py), predictions files and single-image prediction."""

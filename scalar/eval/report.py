@@ -1,0 +1,159 @@
+"""What an evaluation reports: the protocol record, the Markdown table, W&B tables."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from scalar.data.tasks import PROMPTS
+from scalar.data.tasks_spatial import SPATIAL_PROMPTS
+
+COORDINATES = (
+    "xyxy pixels of the original image; textual format integers round(v*999) of "
+    "coordinates normalised by image width/height"
+)
+# metric names shown x100 in results.md (fractions in results.json)
+PERCENT = (
+    "acc",
+    "miou",
+    "precision",
+    "recall",
+    "f1",
+    "bleu4",
+    "meteor",
+    "rouge_l",
+    "cider",
+    "spice",
+)
+COUNTS = ("n", "unparseable", "skipped", "mentions", "objects", "qual/n", "quant/n")
+RULES = {
+    "rec": "first predicted box vs the true box; Acc@t = share with IoU >= t; mIoU counts "
+    "samples without a box as 0; no box = unparseable (a miss)",
+    "roc": "exact match of the normalised output (lower case, no punctuation or articles) "
+    "with the category name; empty output = unparseable (wrong); groups by prompt kind",
+    "caption": "pycocoevalcap BLEU-4, METEOR, ROUGE-L, CIDEr(-D) on text tokenised by "
+    "simple_tokenize (lower case, punctuation removed; no Java PTB tokenizer); "
+    "empty output = unparseable",
+    "spatial_qa": "qualitative: exact match of normalised text; quantitative: first number "
+    "of the output, relative error |p-v|/max(|v|,1), acc = within [v/2, 2v]; no number = "
+    "unparseable (wrong, relative error 1)",
+    "grounded": "mentions = text before each box; a mention matches a true object when "
+    "IoU >= 0.5 and the category name appears in it; one-to-one greedy matching by IoU; "
+    "micro precision/recall/F1 over the split; no mention = unparseable",
+}
+
+
+def protocol(cfg: DictConfig, tasks: list[str]) -> dict[str, Any]:
+    """How the numbers were produced (prompts, decoding, coordinates, sample selection)."""
+    prompts: dict[str, Any] = {t: PROMPTS[t] for t in tasks if t in PROMPTS}
+    if "spatial_qa" in tasks:
+        prompts["spatial_qa"] = dict(SPATIAL_PROMPTS)
+    caps = OmegaConf.to_container(cfg.data, resolve=True).get("max_samples_per_split")
+    return {
+        "prompts": prompts,
+        "prompt_format": "<s> prompt <sep>, then the answer; <region> = the visual prompt's "
+        "soft tokens (box, point or mask)",
+        "decoding": {
+            "greedy": True,
+            "do_sample": False,
+            "num_beams": 1,
+            "samples_per_prompt": 1,
+            "max_new_tokens": int(cfg.max_new_tokens),
+            "kv_cache": True,
+        },  # fmt: skip
+        "coordinates": COORDINATES,
+        "full_split": not caps,
+        "max_samples_per_split": caps,
+        "iou_thresholds": list(cfg.iou_thresholds),
+        "scores": "fractions in [0, 1] (CIDEr on its usual 0-10 scale); results.md shows them x100",
+        "rules": {t: RULES[t] for t in tasks},
+        "unreadable_images": "left out and counted (skipped), never replaced by another sample",
+    }
+
+
+def _fmt(name: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if name in COUNTS or name.endswith("/n"):
+        return str(int(value))
+    base = name.rsplit("/", 1)[-1]
+    if base in PERCENT or base.startswith("acc@"):
+        return f"{100 * float(value):.2f}"
+    return f"{float(value):.4f}"
+
+
+def _table(rows: list[tuple[str, dict[str, Any]]], names: list[str], first: str) -> list[str]:
+    lines = [f"| {first} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for label, values in rows:
+        lines.append(f"| {label} | " + " | ".join(_fmt(n, values.get(n)) for n in names) + " |")
+    return lines
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """One table per task (rows: splits), then one per task for its groups."""
+    out = [f"# Evaluation of `{results['checkpoint']}`", ""]
+    proto = results["protocol"]
+    out += [f"Greedy decoding, one fixed prompt per task, max {proto['decoding']['max_new_tokens']}"
+            f" new tokens; {'full splits' if proto['full_split'] else 'capped splits: ' + json.dumps(proto['max_samples_per_split'])}."
+            " Scores x100 (accuracies, mIoU, P/R/F1, BLEU-4, METEOR, ROUGE-L, CIDEr); "
+            "mre = mean relative error.", f"Coordinates: {proto['coordinates']}.", ""]  # fmt: skip
+    tasks = sorted({t for by_task in results["splits"].values() for t in by_task})
+    for task in tasks:
+        rows = [(s, by_task.get(task, {})) for s, by_task in results["splits"].items()]
+        main = list(
+            dict.fromkeys(
+                k for _, v in rows for k in v if "/" not in k or k.startswith(("qual/", "quant/"))
+            )
+        )
+        out += [f"## {task}", "", *_table(rows, main, "split"), ""]  # fmt: skip
+        groups = [(f"{s} / {g}", {m: v[f"{g}/{m}"] for m in main if f"{g}/{m}" in v})
+                  for s, v in rows for g in _groups(v)]  # fmt: skip
+        if groups:
+            names = list(dict.fromkeys(k for _, v in groups for k in v))
+            out += [f"### {task} by group", "", *_table(groups, names, "split / group"), ""]
+    if results.get("unavailable"):
+        out += ["## Not reported", ""] + [f"- {m}" for m in results["unavailable"].values()] + [""]
+    skips = results.get("data_skips") or {}
+    if skips:
+        out += ["## Skipped while reading", ""] + [f"- {k}: {v}" for k, v in sorted(skips.items())]
+        out.append("")
+    return "\n".join(out)
+
+
+def _groups(values: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(k.split("/", 1)[0] for k in values
+                              if "/" in k and not k.startswith(("qual/", "quant/"))))  # fmt: skip
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for split, by_task in results["splits"].items():
+        for task, values in by_task.items():
+            shown = [f"{k}={_fmt(k, v)}" for k, v in values.items() if "/" not in k]
+            lines.append(f"{split} {task}: " + " ".join(shown))
+    return lines
+
+
+def wandb_tables(loggers, predictions: dict, max_rows: int | None = None) -> int:
+    """A ``eval/predictions/<task>_<split>`` table per task and split on W&B loggers."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    columns = ["id", "image", "prompt", "output", "boxes", "truth", "score"]
+    n = 0
+    for logger in loggers or []:
+        if not isinstance(logger, WandbLogger):
+            continue
+        for split, by_task in predictions.items():
+            for task, records in by_task.items():
+                rows = records if max_rows is None else records[: int(max_rows)]
+                if not rows:
+                    continue
+                data = [[r["id"], r["image"], r["prompt"], r["output"], json.dumps(r["boxes"]),
+                         json.dumps(r["truth"], default=str), json.dumps(r["score"], default=str)]
+                        for r in rows]  # fmt: skip
+                logger.log_table(f"eval/predictions/{task}_{split}", columns=columns, data=data)
+                n += 1
+    return n
