@@ -1,3 +1,5 @@
+"""Losses against hand-worked examples: LM, box, T-distributed and InfoNCE contrastive."""
+
 import math
 
 import pytest

@@ -1,3 +1,5 @@
+"""Box ops against torchvision.ops and the textual box codec round trip."""
+
 import pytest
 import torch
 import torchvision.ops as tvo

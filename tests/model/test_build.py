@@ -1,3 +1,5 @@
+"""Builders: tiny, vicuna7b on the meta device, other HF causal LMs, clear errors."""
+
 import re
 from pathlib import Path
 

@@ -1,3 +1,5 @@
+"""Generation: KV cache equals no cache, sampling, log-probs, pixel boxes."""
+
 import pytest
 import torch
 

@@ -1,3 +1,5 @@
+"""ScalarModel: forward contract, frozen vs trainable after a step, LoRA + checkpointing."""
+
 import pytest
 import torch
 import torch.nn.functional as F

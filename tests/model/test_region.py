@@ -1,3 +1,5 @@
+"""Region prompt encoder: box, mask and point pooling against hand computations."""
+
 import pytest
 import torch
 

@@ -1,3 +1,5 @@
+"""Spatial decoder: soft-argmax centre, ranges, gradients, learning a marked cell."""
+
 import pytest
 import torch
 from torch import nn

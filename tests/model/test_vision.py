@@ -1,3 +1,5 @@
+"""Vision tower: open_clip factory, patch grid, preprocessing checks, local weights only."""
+
 import json
 
 import open_clip
