@@ -29,7 +29,7 @@ from scalar.train.checkpoint import (
     resolve_ckpt_path,
 )
 from scalar.train.env import environment
-from scalar.train.run import write_json
+from scalar.train.run import _objects, write_json
 
 log = logging.getLogger(__name__)
 SCENE_DATAMODULE = "scalar.data.datamodule.SceneDataModule"
@@ -110,17 +110,6 @@ def data_config(cfg: DictConfig, splits: list[str]) -> DictConfig:
         data.corpora = {s: data.corpora[s] for s in splits}
         data.val_splits, data.test_splits, data.predict_splits = splits, splits, splits
     return data
-
-
-def _objects(group: Any) -> list[Any]:
-    out = []
-    for name, item in (group or {}).items():
-        if item is None:
-            continue
-        if not isinstance(item, DictConfig) or "_target_" not in item:
-            raise UserError(f"config entry '{name}' has no _target_")
-        out.append(instantiate(item))
-    return out
 
 
 def load_weights(model, ckpt: dict, path: str) -> int:
