@@ -6,6 +6,19 @@ tests/realdata; random words if it is missing), in two lengths: the phrases as t
 interleaved (one of each variant per round) so that load on a shared machine hits every
 variant alike; medians are reported. Writes bench/results/cider.json.
 
+What each timed call costs (the issue's fast path: "document frequencies precomputed over
+the training references, reference vectors cached"):
+
+* ``pycocoevalcap``: ``Cider().compute_score`` on pre-tokenised text (no Java tokenizer).
+* ``ours_train_df_raw_text`` (the SCST reward path): ``CiderD(corpus)`` built once before
+  timing, so corpus document frequencies and each reference set's n-gram ids, tf and
+  tf-idf norms are cached (the first, untimed call caches the 64 sets). Timed: tokenising
+  the 64 raw candidates, counting and looking up their n-grams, the clipped dot products
+  with their references and the length penalties; nothing about candidates is cached.
+* ``ours_batch_df_cached``: document frequencies of each call's references, as
+  pycocoevalcap; reference n-gram counts cached, idf and reference norms recomputed.
+* ``ours_batch_df_cold``: a fresh scorer per call (nothing cached).
+
     python bench/cider.py [--rounds 40]
 """
 

@@ -15,9 +15,15 @@
 
 Each phase runs in its own process (peak RSS is ``ru_maxrss`` of that process; wall and
 CPU seconds are both reported: on a shared machine CPU seconds are the stable number).
+The reader reads region descriptions in a helper process: its CPU seconds and peak RSS
+are reported apart (``children_*``) and the memory figure of the target adds them.
 Target: read and validate under 60 s and 4 GB on 2 cores. Writes bench/results/data.json.
 
-    python bench/data.py [--scale 1.0] [--root DIR] [--chain-objects 100000] [--batches 40]
+    python bench/data.py [--scale 1.0] [--root DIR [--reuse]] [--chain-objects 100000]
+                         [--batches 40]
+
+``--reuse`` with ``--root`` keeps a set generated there before (the generate phase is
+then skipped); without ``--root`` the set lives in a temporary folder, removed at the end.
 """
 
 from __future__ import annotations
@@ -51,15 +57,31 @@ def _peak_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _children() -> dict:
+    """CPU seconds and peak RSS of the helper processes the phase started (the VG reader
+    reads region descriptions in one): CPU counts once they have ended."""
+    t = os.times()
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"children_cpu_s": round(t.children_user + t.children_system, 2),
+            "children_peak_rss_mb": round(peak, 1)}  # fmt: skip
+
+
 # ---------------------------------------------------------------- phases (child processes)
+
+
+FILES = ("image_data", "objects", "attributes", "relationships", "region_descriptions")
 
 
 def phase_generate(a) -> dict:
     from bench.vg_synth import generate
 
+    root = Path(a.root)
+    if a.reuse and all((root / f"{f}.json").is_file() for f in FILES):
+        size = sum((root / f"{f}.json").stat().st_size for f in FILES)
+        return {"wall_s": 0.0, "cpu_s": 0.0, "reused": str(root), "json_mb": round(size / 2**20, 1)}
     t0 = _clock()
-    counts = generate(Path(a.root), a.scale, seed=0)
-    size = sum(p.stat().st_size for p in Path(a.root).glob("*.json"))
+    counts = generate(root, a.scale, seed=0)
+    size = sum(p.stat().st_size for p in root.glob("*.json"))
     return {**_since(t0), "written": counts, "json_mb": round(size / 2**20, 1)}
 
 
@@ -68,7 +90,7 @@ def phase_read(a) -> dict:
 
     t0 = _clock()
     corpus = read_visual_genome(a.root, check_images=False)
-    return {**_since(t0), "counts": corpus.counts()}
+    return {**_since(t0), **_children(), "counts": corpus.counts()}
 
 
 def phase_validate(a) -> dict:
@@ -82,7 +104,7 @@ def phase_validate(a) -> dict:
     corpora = {s: select_split(reader, s) for s in ("train", "val", "test")}
     splits = {s: c.counts() for s, c in corpora.items()}
     clear_cache()
-    out = {**_since(t0), "splits": splits}
+    out = {**_since(t0), **_children(), "splits": splits}
     out["chain"] = chain(a, [s for c in corpora.values() for s in c.scenes])
     out["chain"]["peak_rss_mb"] = _peak_mb()  # of read + validate + chain: the same process
     return out
@@ -164,7 +186,8 @@ def child(a) -> None:
 def run_phase(name: str, a) -> dict:
     args = [sys.executable, __file__, "--phase", name, "--root", str(a.root), "--scale",
             str(a.scale), "--chain-objects", str(a.chain_objects), "--batches",
-            str(a.batches), "--workers", str(a.workers), "--synthetic", str(a.synthetic)]  # fmt: skip
+            str(a.batches), "--workers", str(a.workers), "--synthetic", str(a.synthetic),
+            *(["--reuse"] if a.reuse else [])]  # fmt: skip
     print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -177,10 +200,12 @@ def table(res: dict) -> str:
     rows = [("phase", "wall s", "cpu s", "peak RSS MB", "notes")]
     g = res["generate"]
     rows.append(("generate", g["wall_s"], g["cpu_s"], g["peak_rss_mb"],
-                 f"{g['json_mb']} MB JSON, not in the target"))  # fmt: skip
+                 f"{g['json_mb']} MB JSON{' (reused)' if g.get('reused') else ''}, "
+                 "not in the target"))  # fmt: skip
     r = res["read"]
     c = r["counts"]
-    note = f"{c['images']} img, {c['objects']} obj, {c['relations']} rel, {c['regions']} reg"
+    note = (f"{c['images']} img, {c['objects']} obj, {c['relations']} rel, {c['regions']} reg; "
+            f"helper {r['children_cpu_s']} cpu s, {r['children_peak_rss_mb']} MB")  # fmt: skip
     rows.append(("read", r["wall_s"], r["cpu_s"], r["peak_rss_mb"], note))
     v = res["validate"]
     note = ", ".join(f"{k} {s['images']}" for k, s in v["splits"].items())
@@ -206,6 +231,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=40)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the loader phase")
     p.add_argument("--synthetic", type=Path, default=ROOT / "data" / "synthetic")
+    p.add_argument("--reuse", action="store_true", help="keep a set already under --root")
     p.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "data.json")
     a = p.parse_args()
@@ -216,13 +242,16 @@ def main() -> None:
             a.root = Path(tmp) / "vg"
         res = {name: run_phase(name, a) for name in PHASES}
     budget = max(res["read"]["wall_s"], res["validate"]["wall_s"])
-    peak = max(res[k]["peak_rss_mb"] for k in ("read", "validate")) / 1024
+    peak = max(res[k]["peak_rss_mb"] + res[k]["children_peak_rss_mb"]
+               for k in ("read", "validate")) / 1024  # fmt: skip
     res["meta"] = {
         "scale": a.scale, "cpus": os.cpu_count(), "python": platform.python_version(),
         "machine": platform.machine(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         "target": f"read/validate < {TARGET_S} s and < {TARGET_GB} GB on 2 cores",
         "read_validate_wall_s": budget, "read_validate_cpu_s": max(
             res["read"]["cpu_s"], res["validate"]["cpu_s"]),
+        "read_validate_cpu_s_with_helpers": round(max(
+            res[k]["cpu_s"] + res[k]["children_cpu_s"] for k in ("read", "validate")), 2),
         "read_validate_peak_gb": round(peak, 2),
         "within_target_wall": budget < TARGET_S and peak < TARGET_GB,
     }  # fmt: skip

@@ -38,6 +38,7 @@ class ChainLevel:
     text: str
     box: Box
     key: tuple | None = field(default=None, compare=False, repr=False)
+    grounds: bool = field(default=False, compare=False, repr=False)  # names this object alone
 
 
 def article(noun_phrase: str) -> str:
@@ -198,6 +199,14 @@ def build_chain(
         if rng is None:
             raise ValueError("build_chain: level_dropout needs an rng")
         chain = [c for c in chain if c.level == "category" or rng.random() >= level_dropout]
+    return chain
+
+
+def mark_grounding(scene: Scene, chain: list[ChainLevel]) -> list[ChainLevel]:
+    """Set ``grounds`` on the levels whose text names the chain's object alone in the scene
+    (the referring expression always; ``scene`` never): their boxes are grounding targets."""
+    for c in chain:
+        c.grounds = c.level == "refexp" or (c.level != "scene" and is_unique(scene, c))
     return chain
 
 

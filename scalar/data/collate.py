@@ -155,8 +155,10 @@ class Collator:
                     )
                 target_boxes += [normalize(bx, w, h) for bx in s.target_boxes]
                 target_batch += [b] * n_trig
+        images, image_index = unique_images(items)
         batch = {
-            "images": torch.stack([it["image"] for it in items]),
+            "images": images,
+            "image_index": image_index,
             "image_sizes": torch.tensor(
                 [[s.image.width, s.image.height] for s in samples], dtype=torch.long
             ),
@@ -181,11 +183,12 @@ class Collator:
 
     def _concepts(self, samples: list[Sample]) -> dict:
         ids: dict[str, int] = {}
-        texts, levels, boxes, rows = [], [], [], []
+        texts, levels, boxes, rows, ground = [], [], [], [], []
+        seen = set()  # one item per (image, level, text, box): rows of one image share them
         for b, s in enumerate(samples):
-            seen = set()
+            image = s.image.path or f"id:{s.image.id}"
             for c in s.meta.get("concepts") or []:
-                key = (c.level, c.text, tuple(c.box))
+                key = (image, c.level, c.text, tuple(c.box))
                 if key in seen or c.level not in LEVEL_INDEX:
                     continue
                 seen.add(key)
@@ -194,15 +197,34 @@ class Collator:
                 levels.append(LEVEL_INDEX[c.level])
                 boxes.append(normalize(c.box, s.image.width, s.image.height))
                 rows.append(b)
+                ground.append(bool(getattr(c, "grounds", False)))
         enc = self.encode(texts)
         return {
             "concept_ids": torch.tensor([ids[t] for t in texts], dtype=torch.long),
             "concept_levels": torch.tensor(levels, dtype=torch.long),
             "concept_boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
             "concept_batch": torch.tensor(rows, dtype=torch.long),
+            "concept_ground": torch.tensor(ground, dtype=torch.bool),
             "concept_input_ids": self._pad(enc, self.pad),
             "concept_attention_mask": self._pad([[1] * len(e) for e in enc], 0),
         }
+
+
+def unique_images(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images [U, 3, S, S], image_index [B])``: each image once, in first-seen order.
+
+    Items are the same image when their samples share the image path (or, without a
+    path, the id) and their decoded tensors have the same shape."""
+    keys: dict = {}
+    images, index = [], []
+    for it in items:
+        info = it["sample"].image
+        key = (info.path or f"id:{info.id}", tuple(it["image"].shape))
+        if key not in keys:
+            keys[key] = len(images)
+            images.append(it["image"])
+        index.append(keys[key])
+    return torch.stack(images), torch.tensor(index, dtype=torch.long)
 
 
 def row_lengths(collator: Collator, samples: list[Sample]) -> list[int]:

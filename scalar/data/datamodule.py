@@ -59,6 +59,17 @@ class ResumableLoader(DataLoader):
         self.sampler.load_state_dict(state)
 
 
+def image_keys(samples) -> list:
+    """The image key of every sample (``image_ids`` of streamed shards, else image ids)."""
+    keys = getattr(samples, "image_ids", None)
+    if keys is None and hasattr(samples, "tasks"):
+        raise ValueError(
+            "these shards predate image ids: rewrite them with `python -m scalar.data shard` "
+            "or set data.group_size=1"
+        )
+    return list(keys) if keys is not None else [s.image.id for s in samples]
+
+
 class SceneDataModule(L.LightningDataModule):
     """See the module docstring; ``setup`` exposes ``corpora``, ``samples`` and ``skips``.
 
@@ -106,8 +117,17 @@ class SceneDataModule(L.LightningDataModule):
         coco_root: str | None = None,
         splits_file: str | None = None,
         streaming: str | None = None,
+        group_size: int = 1,
+        ground_concepts: bool = False,
     ):
         super().__init__()
+        self.ground_concepts = bool(ground_concepts)
+        if int(group_size) < 1 or int(batch_size) % int(group_size):
+            raise ValueError(
+                f"data.group_size ({group_size}) must be >= 1 and divide data.batch_size "
+                f"({batch_size}): a batch holds whole groups of prompts of one image"
+            )
+        self.group_size = int(group_size)
         self.corpora_spec = dict(_plain(corpora))
         self.tasks = _plain(tasks)
         self.val_tasks = _plain(val_tasks) if val_tasks is not None else self.tasks
@@ -176,6 +196,7 @@ class SceneDataModule(L.LightningDataModule):
             seed=self.seed,
             held_out_categories=held_out,
             max_spatial_pairs=self.max_spatial_pairs,
+            ground_concepts=self.ground_concepts,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -200,9 +221,13 @@ class SceneDataModule(L.LightningDataModule):
             tasks = tasks if tasks is not None else [s.task for s in self.samples["train"]]
             world = getattr(self.trainer, "world_size", 1) if self.trainer else 1
             rank = getattr(self.trainer, "global_rank", 0) if self.trainer else 0
+            images = None
+            if self.group_size > 1:
+                images = image_keys(self.samples["train"])
             self.sampler = MixtureSampler(
-                tasks, weights, self.samples_per_epoch, self.seed, world, rank
-            )
+                tasks, weights, self.samples_per_epoch, self.seed, world, rank,
+                group_size=self.group_size, images=images,
+            )  # fmt: skip
             if self._pending_state:
                 self.sampler.load_state_dict(self._pending_state)
                 self._pending_state = None

@@ -10,6 +10,8 @@ in worker processes reach the main process through the batch).
 from __future__ import annotations
 
 import logging
+import random
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -49,6 +51,9 @@ class SampleDataset(Dataset):
         self.image_size, self.mean, self.std = int(image_size), tuple(mean), tuple(std)
         self.skips = skips if skips is not None else Skips()
         self._bad: dict[str, str] = {}  # path -> reason, per process
+        self._recent: OrderedDict[str, torch.Tensor] = OrderedDict()  # last decoded images
+
+    CACHE = 64  # decoded images kept: prompts of one image (a sampler group) decode it once
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -56,8 +61,15 @@ class SampleDataset(Dataset):
     def _try(self, path: str) -> tuple[torch.Tensor | None, str | None]:
         if path in self._bad:
             return None, self._bad[path]
+        if path in self._recent:
+            self._recent.move_to_end(path)
+            return self._recent[path], None
         try:
-            return load_image(path, self.image_size, self.mean, self.std), None
+            image = load_image(path, self.image_size, self.mean, self.std)
+            self._recent[path] = image
+            if len(self._recent) > self.CACHE:
+                self._recent.popitem(last=False)
+            return image, None
         except FileNotFoundError:
             reason = "missing_image"
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
@@ -94,6 +106,13 @@ class MixtureSampler(DistributedSampler):
     With ``num_replicas`` > 1 each rank takes every ``num_replicas``-th index of the
     remaining order (padded by wrapping so that ranks get equally many). It subclasses
     ``DistributedSampler`` only so that Lightning does not wrap it again.
+
+    ``group_size`` k > 1 (needs ``images``, the image key of each sample): every draw
+    is followed by k - 1 other samples of the same image (tasks again drawn by weight
+    among those the image has; an image with fewer samples repeats them), so that a
+    batch of a multiple of k rows holds whole groups and the vision tower encodes each
+    image once for k prompts (the collate deduplicates images). Ranks then take every
+    ``num_replicas``-th group.
     """
 
     def __init__(
@@ -104,6 +123,8 @@ class MixtureSampler(DistributedSampler):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        group_size: int = 1,
+        images: Sequence | None = None,
     ):  # DistributedSampler.__init__ is not called: it needs a process group
         self.by_task: dict[str, list[int]] = {}
         for i, t in enumerate(tasks):
@@ -119,6 +140,19 @@ class MixtureSampler(DistributedSampler):
         p = np.array([float(weights[t]) for t in self.names])
         self.p = p / p.sum()
         self.total = int(num_samples) if num_samples else sum(map(len, self.by_task.values()))
+        self.group_size = int(group_size)
+        if self.group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        self.image_of: list | None = None
+        self.by_image: dict = {}
+        if self.group_size > 1:
+            if images is None or len(images) != len(tasks):
+                raise ValueError("group_size > 1 needs the image key of every sample (images=)")
+            self.image_of = list(images)
+            for t in self.names:
+                for i in self.by_task[t]:
+                    self.by_image.setdefault(self.image_of[i], {}).setdefault(t, []).append(i)
+            self.total = -(-self.total // self.group_size) * self.group_size
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.seed, self.epoch, self.position = int(seed), 0, 0
         self.shuffle, self.drop_last = True, False
@@ -130,11 +164,42 @@ class MixtureSampler(DistributedSampler):
         perms = {t: rng.permutation(self.by_task[t]) for t in self.names}
         taken = dict.fromkeys(self.names, 0)
         out = []
-        for d in draws:
+        if self.group_size == 1:
+            for d in draws:
+                t = self.names[d]
+                perm = perms[t]
+                out.append(int(perm[taken[t] % len(perm)]))
+                taken[t] += 1
+            return out
+        pick = random.Random(f"{self.seed}/{epoch}/groups")
+        weight = dict(zip(self.names, self.p.tolist()))
+        for d in draws[: self.total // self.group_size]:
             t = self.names[d]
-            perm = perms[t]
-            out.append(int(perm[taken[t] % len(perm)]))
+            lead = int(perms[t][taken[t] % len(perms[t])])
             taken[t] += 1
+            out.append(lead)
+            out.extend(self._companions(lead, pick, weight))
+        return out
+
+    def _companions(self, lead: int, pick: random.Random, weight: dict) -> list[int]:
+        """``group_size - 1`` other samples of ``lead``'s image (repeats when it has fewer)."""
+        pools = self.by_image[self.image_of[lead]]
+        used, taken = {lead}, dict.fromkeys(pools, 0)  # taken: samples of a task in the group
+        for t, idx in pools.items():
+            taken[t] += lead in idx
+        out: list[int] = []
+        for _ in range(self.group_size - 1):
+            live = [t for t in pools if taken[t] < len(pools[t])]
+            if not live:  # every sample of the image is in the group: start repeating
+                used, taken, live = set(), dict.fromkeys(pools, 0), list(pools)
+            t = live[0] if len(live) == 1 else pick.choices(live, [weight[t] for t in live])[0]
+            pool = pools[t]
+            choice = pool[pick.randrange(len(pool))]
+            while choice in used:  # at least one sample of the task is still free
+                choice = pool[pick.randrange(len(pool))]
+            used.add(choice)
+            taken[t] += 1
+            out.append(choice)
         return out
 
     def set_epoch(self, epoch: int) -> None:
@@ -149,9 +214,11 @@ class MixtureSampler(DistributedSampler):
         if self.position >= self.total:
             self.epoch, self.position = self.epoch + 1, 0
         rest = self.order(self.epoch)[self.position :]
-        if self.num_replicas > 1 and len(rest) % self.num_replicas:
-            rest += rest[: self.num_replicas - len(rest) % self.num_replicas]
-        return rest[self.rank :: self.num_replicas]
+        k, r = self.group_size, self.num_replicas
+        groups = [rest[j : j + k] for j in range(0, len(rest), k)]
+        if r > 1 and len(groups) % r:
+            groups += groups[: r - len(groups) % r]
+        return [i for g in groups[self.rank :: r] for i in g]
 
     def __iter__(self):
         return iter(self._remaining())

@@ -3,7 +3,10 @@
 A ``Sample`` is plain data: text with placeholders plus pixel geometry. The Dataset
 decodes the image and the collate function turns samples into a batch dict:
 
-images            FloatTensor[B, 3, S, S]  resized to the tower's size, normalised with its mean/std
+images            FloatTensor[U, 3, S, S]  the batch's distinct images (U <= B), resized to the
+                                           tower's size, normalised with its mean/std
+image_index       LongTensor[B]            image (row of ``images``) of each row; rows of one
+                                           image share one pass of the vision tower
 image_sizes       LongTensor[B, 2]         (width, height) of the original image in pixels
 input_ids         LongTensor[B, T]         prompt + answer tokens (right-padded with <pad>)
 attention_mask    LongTensor[B, T]         1 on real tokens
@@ -22,6 +25,8 @@ concept_ids       LongTensor[C]            concept (category/phrase) id of each 
 concept_levels    LongTensor[C]            chain level index (see chains.LEVELS)
 concept_boxes     FloatTensor[C, 4]        xyxy in [0, 1] of the object the item describes
 concept_batch     LongTensor[C]            image row of the item
+concept_ground    BoolTensor[C]            the level names its object alone in the image: its
+                                           box is a grounding target (dense concept grounding)
 concept_input_ids LongTensor[C, L]         the level's text, tokenised, padded
 concept_attention_mask LongTensor[C, L]
 samples           list[Sample]             the source samples (for predictions files)

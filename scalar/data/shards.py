@@ -53,6 +53,7 @@ def write_shards(
             raise RuntimeError(f"{split}: wrote {len(items)} samples, indexed {len(entries)}")
         index["splits"][split] = {
             "tasks": [s.task for s in items],
+            "image_ids": [s.image.id for s in items],  # groups prompts of one image
             "entries": entries,
         }
     (out / INDEX).write_text(json.dumps(index))
@@ -107,6 +108,7 @@ class ShardSamples(Sequence):
             raise KeyError(f"split {split!r} not in the shards of {folder}")
         part = index["splits"][split]
         self.tasks: list[str] = list(part["tasks"])
+        self.image_ids: list | None = part.get("image_ids")  # None: shards of an older version
         self.entries: list[list] = part["entries"]
         self.reader = _Reader(Path(folder))
 

@@ -20,6 +20,7 @@ from scalar.data.chains import (
     build_chain,
     definite,
     is_unique,
+    mark_grounding,
     ordered_attributes,
     phrase,
 )
@@ -84,6 +85,7 @@ class TaskBuilder:
         held_out_categories: Iterable[str] = (),
         max_spatial_pairs: int = 6,
         max_grounded_objects: int = 20,
+        ground_concepts: bool = False,
     ):
         weights = dict(tasks) if isinstance(tasks, Mapping) else {t: 1.0 for t in tasks}
         unknown = [t for t in weights if t not in ALL_TASKS]
@@ -101,6 +103,7 @@ class TaskBuilder:
         self.level_dropout, self.seed = level_dropout, seed
         self.held_out = set(held_out_categories)
         self.max_spatial_pairs, self.max_grounded_objects = max_spatial_pairs, max_grounded_objects
+        self.ground_concepts = bool(ground_concepts)  # mark levels naming one object (dense boxes)
 
     # -- shared pieces ------------------------------------------------------------------
     def _fmt(self, rng: random.Random) -> str:
@@ -224,6 +227,8 @@ class TaskBuilder:
         chains: dict = {}
         for obj in scene.objects:
             chains[obj.id] = build_chain(scene, obj, rng, self.level_dropout)
+            if self.ground_concepts:
+                mark_grounding(scene, chains[obj.id])
         out: list[Sample] = []
         for task in self.tasks:
             out.extend(getattr(self, task)(scene, rng, chains))

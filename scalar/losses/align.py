@@ -12,7 +12,10 @@ from scalar.losses.lm import LMLoss
 
 
 class AlignLoss(nn.Module):
-    """``lm_weight * LM + box_weight * box + contrastive_weight * contrastive``.
+    """``lm_weight * LM + box_weight * box + dense_weight * dense + contrastive_weight *
+    contrastive``. ``dense`` (with ``dense_l1``/``dense_giou``/``dense_attn``) is the box
+    loss of dense concept grounding: every chain level that names one object
+    (``concept_ground``) grounded from its own text (``concept_box_pred``).
 
     ``forward(out, batch)`` takes the model output (``logits``, optionally ``box_pred``,
     ``region_emb``/``concept_emb``) and the batch; returns every named term: ``lm``,
@@ -31,9 +34,11 @@ class AlignLoss(nn.Module):
         box: nn.Module | None = None,
         contrastive: nn.Module | None = None,
         nu: float | None = None,
+        dense_weight: float = 0.0,
     ):
         super().__init__()
         self.lm_weight, self.box_weight = float(lm_weight), float(box_weight)
+        self.dense_weight = float(dense_weight)
         self.contrastive_weight = float(contrastive_weight)
         self.lm = LMLoss()
         self.box = box if box is not None else BoxLoss()
@@ -59,6 +64,12 @@ class AlignLoss(nn.Module):
             )
             terms.update({k: v for k, v in box.items() if k != "loss"})
             add("box", box["loss"], self.box_weight)
+        dense = out.get("concept_box_pred")
+        if self.dense_weight and dense is not None and len(dense) > 0:
+            target = batch["concept_boxes"][batch["concept_ground"].to(dense.device)].to(dense)
+            box = self.box(dense, target, out.get("concept_box_attn"), out.get("grid_hw"))
+            terms.update({"dense_" + k[4:]: v for k, v in box.items() if k != "loss"})
+            add("dense", box["loss"], self.dense_weight)
         r, c = out.get("region_emb"), out.get("concept_emb")
         if (
             self.contrastive is not None

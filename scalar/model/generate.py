@@ -72,8 +72,8 @@ def _generate(model, batch, max_new, do_sample, temperature, top_k, top_p, use_c
     if not bool(mask[:, -1].all()):
         raise ValueError("prompt_input_ids must be left-padded (last column real for every row)")
     b = ids.shape[0]
-    patches, grid_hw = model.encode_images(batch["images"])
-    seq, full, pos = model.build_inputs(ids, mask, patches, grid_hw, batch)
+    patches, soft, grid_hw = model.encode(batch)
+    seq, full, pos = model.build_inputs(ids, mask, patches, grid_hw, batch, soft)
     feed, feed_pos, past = seq, pos, None
     tokens = ids.new_zeros(b, 0)
     logprobs = torch.zeros(b, 0, device=ids.device)
@@ -92,7 +92,8 @@ def _generate(model, batch, max_new, do_sample, temperature, top_k, top_p, use_c
         if bool(pending.any()):
             rows = pending.nonzero(as_tuple=True)[0]
             kinds = (tokens[rows, -1] == model.point_id).long()
-            boxes = model.predict_boxes(h_last[rows], rows, kinds, patches, grid_hw)["boxes"]
+            boxes = model.predict_boxes(h_last[rows], rows, kinds, patches, grid_hw, batch)
+            boxes = boxes["boxes"]
             for r, box, kind in zip(rows.tolist(), boxes.float().tolist(), kinds.tolist()):
                 found[r][tokens.shape[1] - 1] = (tuple(box), "point" if kind else "box")
         if step == max_new:

@@ -53,6 +53,7 @@ class ScalarModel(nn.Module):
         self.num_prefix = int(bridge.num_queries)
         self.region_proj = nn.Linear(region.dim, contrastive_dim)
         self.concept_proj = nn.Linear(self.hidden_size, contrastive_dim)
+        self.concept_query = nn.Linear(self.hidden_size, self.hidden_size)  # text -> decoder query
         ids = {}
         for name, tok in (("region", T.REGION), ("box", T.BOX), ("point", T.POINT), ("sep", T.SEP)):
             tid = tokenizer.convert_tokens_to_ids(tok)
@@ -66,6 +67,7 @@ class ScalarModel(nn.Module):
             ids["sep"],
         )
         self.eos_id, self.pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+        self.bos_id = tokenizer.bos_token_id
 
     # ----------------------------------------------------------------- building blocks
     @property
@@ -76,7 +78,14 @@ class ScalarModel(nn.Module):
         return self.causal_lm.get_input_embeddings()(ids)
 
     def lm_logits(self, hidden: Tensor) -> Tensor:
-        return self.causal_lm.get_output_embeddings()(hidden)
+        """Next-token logits; tokens that only ever appear in prompts (``<region>``,
+        ``<sep>``, ``<s>``, ``<pad>``) get -1e4, so no answer (greedy or sampled) has them."""
+        logits = self.causal_lm.get_output_embeddings()(hidden)
+        banned = [
+            i for i in (self.region_id, self.sep_id, self.bos_id, self.pad_id) if i is not None
+        ]
+        index = torch.tensor(banned, device=logits.device)
+        return logits.index_fill(-1, index[index < logits.shape[-1]], -1e4)
 
     def decode(
         self, embeds: Tensor, mask: Tensor, position_ids: Tensor, past=None, use_cache=False
@@ -94,6 +103,23 @@ class ScalarModel(nn.Module):
 
     def encode_images(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
         return self.vision(images)
+
+    def encode(self, batch: Mapping) -> tuple[Tensor, Tensor, tuple[int, int]]:
+        """``(patches [U, P, C], soft prefix [B, N, H], grid_hw)``.
+
+        The vision tower and the bridge run once per distinct image (``images [U]``);
+        each row gets its image's prefix through ``image_index [B]`` (when present).
+        Everything that looks at patches maps batch rows to images with ``image_of``."""
+        patches, grid_hw = self.encode_images(batch["images"])
+        return patches, self.image_of(batch, None, self.bridge(patches)), grid_hw
+
+    @staticmethod
+    def image_of(batch: Mapping | None, rows: Tensor | None, per_image: Tensor | None = None):
+        """Image indices of batch ``rows`` (or, with ``per_image``, its rows per batch row)."""
+        index = None if batch is None else batch.get("image_index")
+        if per_image is not None:
+            return per_image if index is None else per_image[index.to(per_image.device)]
+        return rows if index is None else index.to(rows.device)[rows]
 
     def fill_regions(
         self, embeds: Tensor, ids: Tensor, patches: Tensor, grid_hw, batch: Mapping
@@ -124,27 +150,34 @@ class ScalarModel(nn.Module):
             grid_hw,
             boxes.to(patches.device),
             batch["region_kinds"].to(ids.device),
-            rb,
+            self.image_of(batch, rb),
             batch.get("region_masks"),
         )
         tokens = enc["tokens"].to(embeds.dtype).reshape(-1, embeds.shape[-1])
         return embeds.masked_scatter(where[..., None], tokens)
 
-    def build_inputs(self, ids: Tensor, mask: Tensor, patches: Tensor, grid_hw, batch: Mapping):
-        """``(inputs_embeds, attention_mask, position_ids)`` of ``[soft prefix, text]``."""
+    def build_inputs(
+        self, ids: Tensor, mask: Tensor, patches: Tensor, grid_hw, batch: Mapping, soft=None
+    ):
+        """``(inputs_embeds, attention_mask, position_ids)`` of ``[soft prefix, text]``
+        (``soft``: the bridge's prefix of each row when already computed)."""
         embeds = self.fill_regions(self.embed_tokens(ids), ids, patches, grid_hw, batch)
-        soft = self.bridge(patches).to(embeds.dtype)
+        if soft is None:
+            soft = self.image_of(batch, None, self.bridge(patches))
+        soft = soft.to(embeds.dtype)
         inputs = torch.cat([soft, embeds], dim=1)
         ones = mask.new_ones(mask.shape[0], soft.shape[1])
         full = torch.cat([ones, mask], dim=1)
         return inputs, full, (full.long().cumsum(-1) - 1).clamp(min=0)
 
     def predict_boxes(
-        self, queries: Tensor, rows: Tensor, kinds: Tensor, patches: Tensor, grid_hw
+        self, queries: Tensor, rows: Tensor, kinds: Tensor, patches: Tensor, grid_hw, batch=None
     ) -> dict[str, Tensor]:
-        """Spatial decoder on trigger hidden states ``[N, H]`` of images ``rows``."""
+        """Spatial decoder on trigger hidden states ``[N, H]`` of batch ``rows`` (their
+        images through ``batch``'s ``image_index``; without a batch, rows are images)."""
         dtype = next(self.spatial.parameters()).dtype
-        return self.spatial(queries.to(dtype), patches[rows].to(dtype), grid_hw, kind=kinds)
+        images = self.image_of(batch, rows)
+        return self.spatial(queries.to(dtype), patches.to(dtype), grid_hw, kinds, images)
 
     def trigger_mask(self, ids: Tensor) -> Tensor:
         return (ids == self.box_id) | (ids == self.point_id)
@@ -157,8 +190,8 @@ class ScalarModel(nn.Module):
         ``concept_emb [C, E]`` (L2-normalised) when ``concept_*`` keys are present.
         """
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        patches, grid_hw = self.encode_images(batch["images"])
-        inputs, full, pos = self.build_inputs(ids, mask, patches, grid_hw, batch)
+        patches, soft, grid_hw = self.encode(batch)
+        inputs, full, pos = self.build_inputs(ids, mask, patches, grid_hw, batch, soft)
         hidden = self.decode(inputs, full, pos)[0][:, self.num_prefix :]
         out = {"logits": self.lm_logits(hidden), "hidden": hidden, "grid_hw": grid_hw}
         trig = self.trigger_mask(ids)
@@ -166,7 +199,7 @@ class ScalarModel(nn.Module):
         trig &= (labels != IGNORE) if labels is not None else mask.bool()
         rows, cols = trig.nonzero(as_tuple=True)
         kinds = (ids[rows, cols] == self.point_id).long()
-        sp = self.predict_boxes(hidden[rows, cols], rows, kinds, patches, grid_hw)
+        sp = self.predict_boxes(hidden[rows, cols], rows, kinds, patches, grid_hw, batch)
         out.update(
             box_pred=sp["boxes"],
             box_kind=kinds,
@@ -182,7 +215,8 @@ class ScalarModel(nn.Module):
         """Region embeddings of ``concept_boxes`` and text embeddings of ``concept_input_ids``."""
         boxes, cb = batch["concept_boxes"], batch["concept_batch"].to(patches.device)
         kinds = torch.zeros(len(boxes), dtype=torch.long, device=patches.device)
-        pooled = self.region(patches, grid_hw, boxes.to(patches.device), kinds, cb)["pooled"]
+        images = self.image_of(batch, cb)
+        pooled = self.region(patches, grid_hw, boxes.to(patches.device), kinds, images)["pooled"]
         region = self.region_proj(pooled.to(self.region_proj.weight.dtype))
         ids, m = batch["concept_input_ids"], batch["concept_attention_mask"]
         emb = self.embed_tokens(ids)
@@ -195,10 +229,19 @@ class ScalarModel(nn.Module):
             last = (m.long() * torch.arange(m.shape[1], device=m.device)).argmax(-1)
             text = h[torch.arange(len(h), device=h.device), last]
         concept = self.concept_proj(text.to(self.concept_proj.weight.dtype))
-        return {
+        out = {
             "region_emb": F.normalize(region, dim=-1),
             "concept_emb": F.normalize(concept, dim=-1),
         }
+        ground = batch.get("concept_ground")
+        if ground is not None and bool(ground.any()):
+            # dense concept grounding: every level naming one object queries the decoder
+            sel = ground.to(patches.device).nonzero(as_tuple=True)[0]
+            query = self.concept_query(text[sel].to(self.concept_query.weight.dtype))
+            kinds = torch.zeros(len(sel), dtype=torch.long, device=patches.device)
+            sp = self.predict_boxes(query, cb[sel], kinds, patches, grid_hw, batch)
+            out.update(concept_box_pred=sp["boxes"], concept_box_attn=sp["attn"])
+        return out
 
     # ----------------------------------------------------------------- generation
     def generate(self, batch: Mapping, **kwargs) -> dict:
@@ -212,7 +255,7 @@ class ScalarModel(nn.Module):
         if part not in PARTS:
             raise ValueError(f"unknown model part {part!r} (parts: {', '.join(PARTS)})")
         if part == "contrastive":
-            return [self.region_proj, self.concept_proj]
+            return [self.region_proj, self.concept_proj, self.concept_query]
         return [getattr(self, part)]
 
     def set_trainable(self, spec: Mapping[str, bool | str]) -> None:

@@ -48,21 +48,43 @@ def soft_argmax(attn: Tensor, grid_hw: tuple[int, int]) -> Tensor:
 
 
 class _Block(nn.Module):
-    """Pre-norm cross-attention + MLP block for a single query."""
+    """Pre-norm cross-attention + MLP block for a single query per image.
+
+    Keys and values are projected once per image (``[U, P, dim]``) and gathered for the
+    queries (``rows``): several queries of one image share the projection."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: int):
         super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.heads = num_heads
         self.norm_q = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
         self.norm_mlp = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(
             nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
         )
 
-    def forward(self, x: Tensor, keys: Tensor, values: Tensor) -> Tensor:
-        q = self.norm_q(x)
-        x = x + self.attn(q, keys, values, need_weights=False)[0]
+    def forward(self, x: Tensor, keys: Tensor, values: Tensor, rows: Tensor) -> Tensor:
+        n, d, h = x.shape[0], x.shape[-1], self.heads
+        u, p = keys.shape[:2]
+        q = self.q(self.norm_q(x[:, 0])).view(n, h, d // h)
+        k = self.k(keys).view(u, p, h, d // h)
+        v = self.v(values).view(u * p, h, d // h)
+        # scores against every image's keys, the other images masked out: dense matmuls
+        # instead of gathering [N, P, dim] keys per query
+        scores = torch.einsum("nhc,uphc->nhup", q, k) * (d // h) ** -0.5
+        scores = scores.masked_fill(~own_image(rows, u)[:, None, :, None], float("-inf"))
+        weights = scores.flatten(2).softmax(dim=-1)  # [N, h, U*P]
+        a = torch.einsum("nhk,khc->nhc", weights, v).reshape(n, 1, d)
+        x = x + self.out(a)
         return x + self.mlp(self.norm_mlp(x))
+
+
+def own_image(rows: Tensor, num_images: int) -> Tensor:
+    """``[N, U]`` one-hot of each query's image."""
+    return rows[:, None] == torch.arange(num_images, device=rows.device)[None]
 
 
 class SpatialDecoder(nn.Module):
@@ -112,9 +134,15 @@ class SpatialDecoder(nn.Module):
         return self.pos_mlp(enc)
 
     def forward(
-        self, q: Tensor, patches: Tensor, grid_hw: tuple[int, int], kind: str | Tensor = "box"
+        self,
+        q: Tensor,
+        patches: Tensor,
+        grid_hw: tuple[int, int],
+        kind: str | Tensor = "box",
+        rows: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """``q [N, in_dim]``, ``patches [N, h*w, vis_dim]`` (the image of each trigger).
+        """``q [N, in_dim]``; ``patches [U, h*w, vis_dim]``; ``rows [N]``: the image of
+        each query (``None``: query ``i`` looks at image ``i``, U = N).
 
         ``kind``: ``"box"``, ``"point"`` or a ``[N]`` tensor (0 box, 1 point). Returns
         ``boxes [N, 4]`` xyxy in [0, 1] (points as ``(x, y, x, y)``), ``centre [N, 2]``,
@@ -123,17 +151,27 @@ class SpatialDecoder(nn.Module):
         h, w = grid_hw
         if patches.shape[1] != h * w:
             raise ValueError(f"patches have {patches.shape[1]} positions, grid is {h}x{w}")
-        mem = self.mem_proj(patches)
+        if rows is None:
+            if len(patches) != len(q):
+                raise ValueError(f"{len(q)} queries but {len(patches)} images and no rows")
+            rows = torch.arange(len(q), device=patches.device)
+        rows = rows.to(patches.device)
+        mem = self.mem_proj(patches)  # per image
         pos = self.positions(grid_hw, mem.device).to(mem.dtype)
         keys = mem + pos
         x = self.in_proj(q)[:, None]  # [N, 1, dim]
         for block in self.blocks:
-            x = block(x, keys, mem)
+            x = block(x, keys, mem, rows)
         x = self.norm(x)
-        logits = (self.head_q(x) @ self.head_k(keys).transpose(1, 2))[:, 0] / math.sqrt(self.dim)
+        u, p = keys.shape[:2]
+        head_k = self.head_k(keys).reshape(u * p, -1)
+        logits = (self.head_q(x[:, 0]) @ head_k.T).view(-1, u, p) / math.sqrt(self.dim)
+        logits = logits[torch.arange(len(rows), device=rows.device), rows]  # [N, P]
         attn = logits.float().softmax(dim=-1)  # [N, P]
         centre = soft_argmax(attn, grid_hw)
-        ctx = torch.cat([x[:, 0], (attn.to(mem.dtype)[:, None] @ mem)[:, 0]], dim=-1)
+        spread = attn.to(mem.dtype)[:, None] * own_image(rows, u)[..., None].to(mem.dtype)
+        pooled = spread.reshape(len(rows), u * p) @ mem.reshape(u * p, -1)  # [N, dim]
+        ctx = torch.cat([x[:, 0], pooled], dim=-1)
         cell = centre.new_tensor([1.0 / w, 1.0 / h])
         centre = (centre + torch.tanh(self.offset(ctx).float()) * cell).clamp(0, 1)
         size = torch.sigmoid(self.size(ctx).float()) * (1 - _MIN_SIZE) + _MIN_SIZE

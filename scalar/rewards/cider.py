@@ -23,7 +23,14 @@ from itertools import chain, repeat
 import numpy as np
 
 from scalar.metrics.text import simple_tokenize
-from scalar.rewards.ngrams import SHIFT, Arena, NgramIndex, argsort_keys, concat_ranges, find_sorted
+from scalar.rewards.ngrams import (
+    SHIFT,
+    Arena,
+    NgramIndex,
+    argsort_keys,
+    concat_ranges,
+    find_sorted,
+)
 
 __all__ = ["CiderD", "simple_tokenize"]
 
@@ -52,10 +59,14 @@ class CiderD:
         self._index = NgramIndex(n, tokenize)
         self.n, self.sigma, self.tokenize = int(n), float(sigma), tokenize
         self._slot: dict = {}  # reference set (corpus index or tuple of texts) -> row of _meta
-        self._meta, self._ent, self._u = Arena(6, _I64), Arena(5, _I64), Arena(3, _I64)
+        self._meta, self._ent, self._u = Arena(6, _I64), Arena(5, _I64), Arena(2, _I64)
+        self._ukey = Arena(1, _I64)  # sorted keys of the rows of _u (contiguous for searches)
+        self._u.append(np.zeros((1, 2), dtype=_I64))  # a first row no search finds (key -2):
+        self._ukey.append(np.full((1, 1), -2, dtype=_I64))  # searches never meet an empty table
         self._rows = Arena(1 + self.n, np.float64)
+        self._rows.append(np.zeros((1, 1 + self.n)))  # row 0: padding of the pair grid
         self.refs_corpus = None if refs_corpus is None else [tuple(r) for r in refs_corpus]
-        self._idf: np.ndarray | None = None
+        self._idf: np.ndarray | None = None  # corpus idf by id, then log(D) for id -1
         self.ref_len = 0.0
         if self.refs_corpus is not None:
             if not self.refs_corpus:
@@ -72,14 +83,15 @@ class CiderD:
         pairs = np.sort(doc * SHIFT + gid)
         first = np.ones(len(pairs), dtype=bool)
         first[1:] = pairs[1:] != pairs[:-1]
-        df = np.bincount(pairs[first] % SHIFT, minlength=self._index.size).astype(np.float64)
+        df = np.bincount(pairs[first] % SHIFT, minlength=self._index.size + 1).astype(np.float64)
         self.ref_len = float(np.log(float(len(corpus))))
-        return self.ref_len - np.log(np.maximum(df, 1.0))
+        return self.ref_len - np.log(np.maximum(df, 1.0))  # the extra last entry: log(D)
 
-    def _idf_of(self, ids: np.ndarray) -> np.ndarray:
-        """Corpus idf; unknown n-grams and those interned after the corpus get ``log(D)``."""
-        ok = (ids >= 0) & (ids < len(self._idf))
-        return np.where(ok, self._idf[np.where(ok, ids, 0)], self.ref_len)
+    def _grow_idf(self) -> None:
+        """N-grams interned after the corpus (literal reference sets) get ``log(D)`` too."""
+        extra = self._index.size + 1 - len(self._idf)
+        if extra > 0:
+            self._idf = np.concatenate([self._idf, np.full(extra, self.ref_len)])
 
     def _add_sets(self, keys: list) -> None:
         """Count and store the reference sets ``keys`` (corpus indices or tuples of texts).
@@ -107,7 +119,8 @@ class CiderD:
         rows = np.zeros((len(lengths), 1 + self.n))
         rows[:, 0] = lengths
         if self._idf is not None:
-            val = tf * self._idf_of(gid)
+            self._grow_idf()
+            val = tf * self._idf[gid]
             glob_ref = ref + np.repeat(np.cumsum(m) - m, sizes)
             sq = np.bincount(glob_ref * self.n + order, val**2, minlength=len(lengths) * self.n)
             rows[:, 1:] = np.sqrt(sq).reshape(-1, self.n)
@@ -116,7 +129,8 @@ class CiderD:
         first = np.flatnonzero(new)
         count = np.diff(first, append=len(gid))
         u_key = (s0 + set_of[first]) * SHIFT + gid[first]
-        u0 = self._u.append(np.stack([u_key, e0 + first, count], axis=1))
+        u0 = self._u.append(np.stack([e0 + first, count], axis=1))
+        self._ukey.append(u_key[:, None])
         m0 = self._rows.append(rows)
         meta = np.stack([sizes, u_sizes, m], axis=1)
         starts = np.cumsum(meta, axis=0) - meta + np.array([e0, u0, m0])
@@ -139,6 +153,9 @@ class CiderD:
         if len(candidates) != len(refs):
             raise ValueError(f"{len(candidates)} candidates for {len(refs)} reference lists")
         n_corpus = -1 if self.refs_corpus is None else len(self.refs_corpus)
+        if n_corpus > 0 and refs and all(type(r) is int for r in refs):  # the usual SCST call
+            if 0 <= min(refs) and max(refs) < n_corpus:
+                return list(refs)
         keys = []
         for i, r in enumerate(refs):
             if isinstance(r, int | np.integer):
@@ -164,44 +181,45 @@ class CiderD:
         n_c, n = len(candidates), self.n
         if n_c == 0:
             return np.zeros(0)
-        e0, sizes, u0, u_sizes, m0, m = np.take(self._meta.data, slots, axis=0).T
-        pair_cand = np.repeat(np.arange(n_c, dtype=_I64), m)
-        pair_off = np.cumsum(m) - m
-        n_p = len(pair_cand)
-        rows = np.take(self._rows.data, concat_ranges(m0, m), axis=0)
+        e0, sizes, u0, u_sizes, m0, m = self._meta.data[slots].T
+        mb = int(m.max())  # pairs (candidate, its j-th reference) on a [n_c, mb] grid
+        j = np.arange(mb)
+        rows = self._rows.data[np.where(j < m[:, None], m0[:, None] + j, 0)]  # 0: a zero row
         h_cand, h_ids, h_order, h_tf, h_len = self._index.count(candidates, intern=False)
         if self._idf is not None:
-            idf_h = self._idf_of(h_ids)
-            r_norm = rows[:, 1:]
+            idf_h = self._idf[h_ids]  # id -1: the last entry, log(D)
+            r_norm = rows[:, :, 1:]
         else:
-            idf_h, r_norm = self._batch_idf(h_ids, e0, sizes, u0, u_sizes, pair_off, n_p)
+            idf_h, r_norm = self._batch_idf(h_ids, e0, sizes, u0, u_sizes, mb)
         h_val = h_tf * idf_h
         h_norm = np.sqrt(np.bincount(h_cand * n + h_order, h_val**2, minlength=n_c * n))
 
         # clipped dot products over the reference entries sharing an n-gram with the candidate
-        u = self._u.data[: self._u.size]
-        at, hit = find_sorted(u[:, 0], np.where(h_ids >= 0, slots[h_cand] * SHIFT + h_ids, -1))
-        hits = np.flatnonzero(hit)
-        first, count = u[at[hits], 1], u[at[hits], 2]
-        ent = np.take(self._ent.data, concat_ranges(first, count), axis=0)
+        # (an unknown n-gram's key (slot - 1) * SHIFT + SHIFT - 1 is no key: ids < SHIFT - 1)
+        ukey = self._ukey.data[: self._ukey.size, 0]
+        needles = slots[h_cand] * SHIFT + h_ids
+        at = np.searchsorted(ukey, needles)
+        hits = np.flatnonzero(ukey.take(at, mode="clip") == needles)
+        first, count = self._u.data[at[hits]].T
+        ent = self._ent.data[concat_ranges(first, count)]
         src = np.repeat(hits, count)  # the candidate entry of each matched reference entry
         hv, rv = h_val[src], ent[:, 4] * idf_h[src]  # same n-gram, so same idf
-        key = (pair_off[h_cand[src]] + ent[:, 2]) * n + ent[:, 1]
-        dot = np.bincount(key, np.minimum(hv, rv) * rv, minlength=n_p * n)
+        key = (h_cand[src] * mb + ent[:, 2]) * n + ent[:, 1]
+        dot = np.bincount(key, np.minimum(hv, rv) * rv, minlength=n_c * mb * n)
 
-        denom = h_norm.reshape(n_c, n)[pair_cand] * r_norm
-        sim = np.divide(dot.reshape(n_p, n), denom, out=np.zeros((n_p, n)), where=denom != 0)
-        pen = np.exp(-((h_len[pair_cand] - rows[:, 0]) ** 2) / (2 * self.sigma**2))
-        per_pair = sim.sum(axis=1) * (pen / n)
-        return 10.0 * np.bincount(pair_cand, per_pair, minlength=n_c) / m
+        denom = h_norm.reshape(n_c, 1, n) * r_norm
+        sim = np.divide(dot.reshape(n_c, mb, n), denom, out=np.zeros(denom.shape), where=denom > 0)
+        pen = np.exp((h_len[:, None] - rows[:, :, 0]) ** 2 * (-0.5 / self.sigma**2))
+        return (10.0 / n) * (sim.sum(axis=2) * pen).sum(axis=1) / m
 
-    def _batch_idf(self, h_ids, e0, sizes, u0, u_sizes, pair_off, n_p):
+    def _batch_idf(self, h_ids, e0, sizes, u0, u_sizes, mb):
         """pycocoevalcap's df: one document per candidate, the union of its references.
 
-        Returns the candidates' idf and the references' tf-idf norms ``[pairs, n]``.
+        Returns the candidates' idf and the references' tf-idf norms ``[n_c, mb, n]``.
         """
-        n, ref_len = self.n, float(np.log(float(len(e0))))
-        u_ids = np.take(self._u.data[:, 0], concat_ranges(u0, u_sizes)) % SHIFT
+        n, n_c = self.n, len(e0)
+        ref_len = float(np.log(float(n_c)))
+        u_ids = np.take(self._ukey.data[:, 0], concat_ranges(u0, u_sizes)) % SHIFT
         srt, s = argsort_keys(u_ids)
         first = np.ones(len(s), dtype=bool)
         first[1:] = s[1:] != s[:-1]
@@ -212,12 +230,12 @@ class CiderD:
         idf_u[srt] = idf_run[np.cumsum(first) - 1]
         ent = np.take(self._ent.data, concat_ranges(e0, sizes), axis=0)
         r_u = ent[:, 3] + np.repeat(np.cumsum(u_sizes) - u_sizes, sizes)
-        r_pair = ent[:, 2] + np.repeat(pair_off, sizes)
+        r_pair = ent[:, 2] + np.repeat(np.arange(n_c) * mb, sizes)
         r_val = ent[:, 4] * idf_u[r_u]
-        sq = np.bincount(r_pair * n + ent[:, 1], r_val**2, minlength=n_p * n)
+        sq = np.bincount(r_pair * n + ent[:, 1], r_val**2, minlength=n_c * mb * n)
         at, hit = find_sorted(s[starts], h_ids)
         idf_h = np.where(hit, idf_run[at] if len(s) else 0.0, ref_len)
-        return idf_h, np.sqrt(sq).reshape(n_p, n)
+        return idf_h, np.sqrt(sq).reshape(n_c, mb, n)
 
     def __call__(self, candidates, refs) -> np.ndarray:
         return self.score(candidates, refs)

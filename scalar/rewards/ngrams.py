@@ -7,13 +7,18 @@ is looked up from ``(id of its (k-1)-gram prefix, id of its last word)``, so ids
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Sequence
-from itertools import chain, repeat
+from itertools import count, repeat
 
 import numpy as np
 
+from scalar.metrics.text import simple_tokenize
+
 SHIFT = 1 << 31  # n-gram id = ext[(prefix id) * SHIFT + (last word id)]
 _I64 = np.int64
+_SEP = "\x00"  # ends every text in simple_tokenize's batched form
+_PUNCT_TO_SPACE = str.maketrans({c: " " for c in string.punctuation})
 
 
 class Arena:
@@ -63,6 +68,27 @@ def concat_ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.repeat(starts - (ends - sizes), sizes) + np.arange(ends[-1] if len(ends) else 0)
 
 
+def tokens(texts: Sequence[str], tokenize: Callable[[str], list[str]]) -> tuple[list, object]:
+    """The tokens of all texts, each text followed by a separator token; and that separator.
+
+    ``simple_tokenize`` runs once on the joined batch (same tokens: ``" \\x00 "`` between
+    texts is neither cased nor punctuation, so ``lower`` and the split act per text alike);
+    other tokenizers run per text, with ``None`` as separator.
+    """
+    if tokenize is simple_tokenize:
+        try:
+            joined = " \x00 ".join(texts) + " \x00"
+        except TypeError:  # not all str: simple_tokenize applies str() to each
+            joined = ""
+        if joined.count(_SEP) == len(texts):  # no text holds the separator itself
+            return joined.lower().translate(_PUNCT_TO_SPACE).split(), _SEP
+    out: list = []
+    for t in texts:
+        out += tokenize(t)
+        out.append(None)
+    return out, None
+
+
 class NgramIndex:
     """Interned words and n-grams (orders 1..n) of a text collection.
 
@@ -79,84 +105,80 @@ class NgramIndex:
         self.size = 0  # ids in use: 0..size-1
 
     def _new_id(self) -> int:
-        if self.size >= SHIFT:
-            raise OverflowError("more than 2**31 distinct n-grams")
+        if self.size >= SHIFT - 1:  # SHIFT - 1 stays unused: see ``CiderD.score``
+            raise OverflowError("more than 2**31 - 1 distinct n-grams")
         self.size += 1
         return self.size - 1
 
-    def _word_ids(self, words: list[str], intern: bool) -> np.ndarray:
-        """Word ids; unknown words get -2, -3, ... (distinct per word) unless interned."""
-        ids = np.fromiter(map(self.words.get, words, repeat(-1)), dtype=_I64, count=len(words))
-        local: dict[str, int] = {}
-        for i in np.flatnonzero(ids < 0).tolist():
-            w = words[i]
-            if not intern:
-                ids[i] = -2 - local.setdefault(w, len(local))
-            elif w in self.words:  # a repeat of a word interned earlier in this call
-                ids[i] = self.words[w]
-            else:
-                ids[i] = self.words[w] = self._new_id()
-        return ids
-
-    def _extend(self, prefix: np.ndarray, word: np.ndarray, ok: np.ndarray, intern: bool):
-        """Ids of n-grams ``prefix + word`` where ``ok`` (-1 elsewhere, or where unknown)."""
+    def _extend(self, prefix: np.ndarray, word: np.ndarray, intern: bool) -> np.ndarray:
+        """Ids of the n-grams ``prefix + word`` (-1 where either is -1, or unknown)."""
         out = np.full(len(prefix), -1, dtype=_I64)
-        ok = ok & (prefix >= 0) & (word >= 0)
-        codes = (prefix[ok] * SHIFT + word[ok]).tolist()
+        at = np.flatnonzero((prefix >= 0) & (word >= 0))  # only these can be known
+        codes = (prefix[at] * SHIFT + word[at]).tolist()
         found = np.fromiter(map(self.ext.get, codes, repeat(-1)), dtype=_I64, count=len(codes))
         if intern:
             for i in np.flatnonzero(found < 0).tolist():
                 c = codes[i]
                 found[i] = self.ext[c] = self.ext[c] if c in self.ext else self._new_id()
-        out[ok] = found
+        out[at] = found
         return out
 
     def count(self, texts: Sequence[str], intern: bool):
         """Distinct n-grams of each text: ``(text index, id, order - 1, tf)`` arrays + lengths.
 
-        Counting uses exact per-batch codes (words numbered 1..W, base W + 1), so unknown
-        n-grams (id -1) are still counted exactly; big batches are split to stay in int64.
+        Counting sorts exact per-batch codes (a token's code: 1 + the position where it
+        first occurs, base ``len(tokens) + 1``), so unknown n-grams (id -1) are counted
+        exactly too; a batch whose codes would not fit in int64 is split in halves.
         """
-        toks = [self.tokenize(t) for t in texts]
-        lens = np.fromiter(map(len, toks), dtype=_I64, count=len(toks))
-        total = int(lens.sum())
-        if (total + 1) ** self.n * len(toks) >= 1 << 62:
-            if len(toks) == 1:
-                raise ValueError(f"a sentence of {total} tokens is too long to count")
-            half = len(texts) // 2
-            a, b = self.count(texts[:half], intern), self.count(texts[half:], intern)
-            b = (b[0] + half, *b[1:])
+        n, n_t = self.n, len(texts)
+        if not n_t:
+            return tuple(np.zeros(0, dtype=d) for d in (_I64, _I64, _I64, float, float))
+        toks, sep = tokens(texts, self.tokenize)
+        total = len(toks)
+        base = total + 1
+        if n_t * base**n >= 1 << 62:
+            if n_t == 1:
+                raise ValueError(f"a sentence of {total - 1} tokens is too long to count")
+            h = n_t // 2
+            a, b = self.count(texts[:h], intern), self.count(texts[h:], intern)
+            b = (b[0] + h, *b[1:])
             return tuple(np.concatenate([x, y]) for x, y in zip(a, b))
-        lengths = np.maximum(lens - 1, 0).astype(np.float64)
-        wid = self._word_ids(list(chain.from_iterable(toks)), intern)
-        srt, sw = argsort_keys(wid - min(int(wid.min()), 0) if total else wid)
-        new = np.ones(total, dtype=_I64)
-        new[1:] = sw[1:] != sw[:-1]
-        lid = np.empty(total, dtype=_I64)
-        lid[srt] = np.cumsum(new)  # 1..W, equal words equal codes
-        base = int(lid.max()) + 1 if total else 1
-        sent = np.repeat(np.arange(len(toks), dtype=_I64), lens)
-        rem = np.repeat(np.cumsum(lens), lens) - np.arange(total)  # words left from p
-        code, gid = lid, np.maximum(wid, -1)
-        all_pos, all_code, all_gid = [np.arange(total)], [code], [gid]
-        for k in range(2, min(self.n, total) + 1):
-            size = total - k + 1  # k-grams start at 0..size-1; those crossing sentences drop
-            code = code[:size] * base + lid[k - 1 :]  # a k-gram's code: [base^(k-1), base^k)
-            ok = rem[:size] >= k
-            gid = self._extend(gid[:size], wid[k - 1 :], ok, intern)
-            at = np.flatnonzero(ok)
-            all_pos.append(at)
-            all_code.append(code[at])
-            all_gid.append(gid[at])
-        order = np.repeat(np.arange(len(all_pos), dtype=_I64), [len(x) for x in all_pos])
-        pos, gid, code = (np.concatenate(x) for x in (all_pos, all_gid, all_code))
-        key = sent[pos] * base**self.n + code
-        o, ks = argsort_keys(key)
+        local: dict = {}  # token -> 1 + its first position
+        code = np.fromiter(map(local.setdefault, toks, count(1)), _I64, total)
+        if intern:
+            for w in local:
+                if w is not sep and w not in self.words:
+                    self.words[w] = self._new_id()
+        gw = np.empty(base, dtype=_I64)  # token code -> word id (-1: unknown, separator)
+        gw[np.fromiter(local.values(), _I64, len(local))] = np.fromiter(
+            map(self.words.get, local, repeat(-1)), _I64, len(local)
+        )
+        is_sep = code == local[sep]
+        gw[local[sep]] = -1
+        sent = np.cumsum(is_sep)  # the text of each token (+1 on separators)
+        sent -= is_sep
+        codes = np.zeros((n, total), dtype=_I64)  # k-gram at p: codes[k - 1, p]
+        gids = np.full((n, total), -1, dtype=_I64)
+        codes[0], gids[0] = code, gw[code]
+        valid = np.zeros((n, total), dtype=bool)
+        valid[0] = ~is_sep
+        for k in range(2, min(n, total) + 1):
+            size = total - k + 1  # a k-gram holding a separator is never valid nor known
+            codes[k - 1, :size] = codes[k - 2, :size] * base + code[k - 1 :]
+            valid[k - 1, :size] = valid[k - 2, :size] & valid[0, k - 1 :]
+            gids[k - 1, :size] = self._extend(gids[k - 2, :size], gids[0, k - 1 :], intern)
+        at = np.flatnonzero(valid)  # into the [n, total] grid
+        o, ks = argsort_keys((codes + sent * base**n).ravel()[at])
         first = np.ones(len(ks), dtype=bool)
         first[1:] = ks[1:] != ks[:-1]
         starts = np.flatnonzero(first)
-        rep = o[starts]
         tf = np.empty(len(starts))
         tf[:-1] = starts[1:] - starts[:-1]
         tf[-1:] = len(ks) - starts[-1:]
-        return sent[pos[rep]], gid[rep], order[rep], tf, lengths
+        rep = at[o[starts]]
+        order, pos = np.divmod(rep, total)
+        ends = np.flatnonzero(is_sep)
+        words = ends.copy()  # ends[j] - ends[j - 1] - 1 with ends[-1] = -1
+        words[1:] -= ends[:-1] + 1
+        lengths = np.maximum(words - 1, 0).astype(np.float64)  # bigrams, as pycocoevalcap
+        return sent[pos], gids.ravel()[rep], order, tf, lengths

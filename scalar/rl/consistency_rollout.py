@@ -20,6 +20,7 @@ import torch
 
 from scalar.rewards.consistency import prompt_format_agreement
 from scalar.rl.rollout import caption_sample, collate_prompts, rec_sample, roc_sample
+from scalar.train.batch import row_image
 
 ROLES = ("describe", "format", "gdg")
 
@@ -153,7 +154,7 @@ class ConsistencyRollout:
         out = []
         described = by_role.get("describe", []) + by_role.get("gdg", [])
         grounded = dict(
-            zip(described, ground(model, self.collator, [batch["images"][j] for j in described],
+            zip(described, ground(model, self.collator, [row_image(batch, j) for j in described],
                                   [samples[j].image for j in described],
                                   [texts[j] for j in described], self.ground_tokens, device))
         )  # fmt: skip
@@ -197,7 +198,8 @@ class ConsistencyRollout:
         att = torch.zeros((len(rows), width), dtype=torch.long)
         for r, e in enumerate(enc):
             ids[r, : len(e)], att[r, : len(e)] = torch.tensor(e, dtype=torch.long), 1
-        patches, grid_hw = model.encode_images(batch["images"][rows])
+        images = torch.stack([row_image(batch, j) for j in rows])
+        patches, grid_hw = model.encode_images(images)
         sub = {
             "concept_boxes": torch.tensor(regions01, dtype=torch.float32, device=dev),
             "concept_batch": torch.arange(len(rows), device=dev),

@@ -76,7 +76,9 @@ def take_rows(batch: Mapping[str, Any], rows: Sequence[int]) -> dict:
             groups[group] = items
     for key, value in batch.items():
         group = key.split("_", 1)[0]
-        if group in groups and isinstance(value, Tensor):
+        if key == "images" and isinstance(batch.get("image_index"), Tensor):
+            out[key] = value  # rows keep pointing at them through image_index
+        elif group in groups and isinstance(value, Tensor):
             items = groups[group]
             if key == f"{group}_batch":
                 out[key] = torch.tensor([i for i, _ in items], dtype=value.dtype).to(value.device)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from scalar.metrics import CaptionCIDEr, RecAccuracy, TextAccuracy
-from scalar.train.batch import rows_by_task, select_rows
+from scalar.train.batch import row_image, rows_by_task, select_rows
 from scalar.train.pictures import draw_boxes, image_for_sample, wandb_boxes
 
 log = logging.getLogger(__name__)
@@ -332,7 +332,7 @@ class AlignModule(L.LightningModule):
         for k, j in enumerate(js):
             sample = sub["samples"][j]
             try:
-                img = image_for_sample(sample, sub["images"][j], self.image_mean, self.image_std)
+                img = image_for_sample(sample, row_image(sub, j), self.image_mean, self.image_std)
             except (FileNotFoundError, OSError) as err:
                 log.warning("no picture for %s: %s", sample_ids({"samples": [sample]}), err)
                 continue

@@ -27,7 +27,7 @@ from scalar.metrics.classification import ClassificationAccuracy
 from scalar.metrics.grounding import THRESHOLDS, GroundedPR, RecBoxMetrics, mentions
 from scalar.metrics.keyed import KeyedRecordMetric
 from scalar.metrics.spatial_qa import SpatialQAMetrics
-from scalar.train.batch import rows_by_task, select_rows
+from scalar.train.batch import row_image, rows_by_task, select_rows
 from scalar.train.pictures import draw_boxes, image_for_sample
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ class EvalModule(L.LightningModule):
             sample = sub["samples"][j]
             w, h = float(sample.image.width), float(sample.image.height)
             try:
-                img = image_for_sample(sample, sub["images"][j], self.image_mean, self.image_std)
+                img = image_for_sample(sample, row_image(sub, j), self.image_mean, self.image_std)
             except (FileNotFoundError, OSError) as err:
                 log.warning("no picture for %s: %s", sample.image.path, err)
                 continue

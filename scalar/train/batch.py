@@ -34,6 +34,8 @@ def select_rows(batch: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:
             sel = remap.to(owner.device)[owner]
             keep[group] = sel
     for key, value in batch.items():
+        if key in ("images", "image_index") and isinstance(batch.get("image_index"), Tensor):
+            continue  # below: the selected rows' images, renumbered
         group = key.split("_", 1)[0]
         if group in keep and isinstance(value, Tensor):
             sel = keep[group]
@@ -51,7 +53,18 @@ def select_rows(batch: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:
             out[key] = [value[r] for r in rows]
         else:
             out[key] = value
+    if isinstance(batch.get("image_index"), Tensor):
+        used = batch["image_index"][index.to(batch["image_index"].device)]
+        kept, new_index = torch.unique(used, return_inverse=True)
+        out["images"] = batch["images"][kept.to(batch["images"].device)]
+        out["image_index"] = new_index
     return out
+
+
+def row_image(batch: dict[str, Any], row: int) -> Tensor:
+    """The (normalised) image tensor of batch row ``row``."""
+    index = batch.get("image_index")
+    return batch["images"][int(index[row]) if index is not None else row]
 
 
 def _stable_order(new_rows: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ from scalar.data.chains import (
     chain_text,
     definite,
     is_unique,
+    mark_grounding,
     plural,
     refers_to,
     unique_phrase,
@@ -129,3 +130,20 @@ def test_unique_phrase_and_words():
     ]  # fmt: skip
     assert definite("a red square") == "the red square"
     assert definite("left red one") == "the left red one"
+
+
+def test_mark_grounding_flags_levels_that_name_one_object():
+    scene = make_scene()
+    a, c = scene.objects[0], scene.objects[2]
+    chain_a = mark_grounding(scene, build_chain(scene, a))
+    # scene: never; "a polygon" / "a square": two squares; "small red square": only a;
+    # "... left of the star": only a; the referring expression: always
+    assert [x.grounds for x in chain_a] == [False, False, False, True, True, True]
+    chain_c = mark_grounding(scene, build_chain(scene, c))
+    assert [(x.level, x.grounds) for x in chain_c] == [
+        ("scene", False), ("supercategory", False), ("category", False),
+        ("attributes", True), ("relations", True),
+    ]  # fmt: skip
+    star = mark_grounding(scene, build_chain(scene, scene.objects[1]))
+    assert [(x.text, x.grounds) for x in star if x.level == "category"] == [("a star", True)]
+    assert not any(x.grounds for x in build_chain(scene, a))  # unmarked chains ground nothing

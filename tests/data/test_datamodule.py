@@ -14,10 +14,10 @@ from scalar.data.__main__ import compose
 
 SIZES = {"n_train": 24, "n_val": 6, "n_test": 6, "n_heldout": 6, "n_unlabeled": 3}
 KEYS = {
-    "images", "image_sizes", "input_ids", "attention_mask", "labels", "prompt_input_ids",
+    "images", "image_index", "image_sizes", "input_ids", "attention_mask", "labels", "prompt_input_ids",
     "prompt_attention_mask", "region_boxes", "region_kinds", "region_masks", "region_batch",
     "target_boxes", "target_batch", "concept_ids", "concept_levels", "concept_boxes",
-    "concept_batch", "concept_input_ids", "concept_attention_mask", "samples", "skipped",
+    "concept_batch", "concept_ground", "concept_input_ids", "concept_attention_mask", "samples", "skipped",
 }  # fmt: skip
 
 
@@ -73,7 +73,13 @@ def test_batches_follow_the_contract(built):
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == KEYS
     b = len(batch["samples"])
-    assert b == 8 and batch["images"].shape == (8, 3, 64, 64)
+    # groups of 4 prompts of one image (data.group_size): each image is sent once
+    ids = [s.image.id for s in batch["samples"]]
+    assert b == 8 and ids[:4] == ids[:1] * 4 and ids[4:] == ids[4:5] * 4
+    assert batch["images"].shape == (len(set(ids)), 3, 64, 64)
+    index = batch["image_index"].tolist()
+    for r in range(b):  # rows share an image row exactly when they show the same image
+        assert all((index[r] == index[q]) == (ids[r] == ids[q]) for q in range(b))
     assert (
         batch["input_ids"].dtype == torch.long and batch["labels"].shape == batch["input_ids"].shape
     )

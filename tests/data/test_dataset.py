@@ -93,6 +93,45 @@ def test_mixture_sampler_shards_across_ranks():
     assert list(ranks[1]) == rest[1::2]
 
 
+def test_mixture_sampler_groups_prompts_of_one_image():
+    # images 0..9; image i has i % 3 + 1 "a" samples and one "b" sample
+    tasks, images = [], []
+    for img in range(10):
+        for _ in range(img % 3 + 1):
+            tasks.append("a")
+            images.append(img)
+        tasks.append("b")
+        images.append(img)
+    weights = {"a": 1.0, "b": 1.0}
+    s = MixtureSampler(tasks, weights, num_samples=402, seed=1, group_size=4, images=images)
+    order = s.order(0)
+    assert len(order) == 404 and len(s) == 404  # rounded up to whole groups
+    groups = [order[j : j + 4] for j in range(0, len(order), 4)]
+    for g in groups:
+        assert len({images[i] for i in g}) == 1  # one image per group
+        n_img = sum(1 for im in images if im == images[g[0]])
+        # no repeats unless the image has fewer samples than the group
+        assert len(set(g)) == min(4, n_img)
+    # leads follow the task weights; companions are drawn by weight among the image's tasks
+    frac_b = sum(tasks[g[0]] == "b" for g in groups) / len(groups)
+    assert 0.35 < frac_b < 0.65
+    again = MixtureSampler(tasks, weights, num_samples=402, seed=1, group_size=4, images=images)
+    assert again.order(0) == order  # deterministic
+    # ranks take whole groups, alternately
+    ranks = [
+        MixtureSampler(tasks, weights, 402, 1, 2, r, group_size=4, images=images) for r in (0, 1)
+    ]
+    padded = groups + groups[:1]  # 101 groups -> 102, wrapped
+    assert list(ranks[0]) == [i for g in padded[0::2] for i in g]
+    assert list(ranks[1]) == [i for g in padded[1::2] for i in g]
+    # resume after a batch of 8 on each rank: the rest is the same groups
+    for r in ranks:
+        r.consume(8)
+    assert list(ranks[1]) == [i for g in (groups[4:] + groups[4:5])[1::2] for i in g]
+    with pytest.raises(ValueError, match="image key"):
+        MixtureSampler(tasks, weights, group_size=2)
+
+
 # -- collate ---------------------------------------------------------------------------------
 
 
@@ -150,8 +189,24 @@ def test_collate_labels_and_regions(tokenizer):
     assert batch["region_boxes"].shape[0] * k == int((batch["input_ids"] == region).sum())
     assert batch["region_batch"].tolist() == [0, 3, 3, 4]
     assert batch["region_kinds"].tolist() == [0, 0, 1, 2]
-    assert torch.equal(batch["images"][:, 0, 0, 0], torch.arange(5.0))
+    # every item is of the scene's one image file: it is sent once, indexed by each row
+    assert batch["images"].shape[0] == 1 and batch["image_index"].tolist() == [0] * 5
     assert batch["image_sizes"].tolist() == [[W, H]] * 5
+
+
+def test_collate_sends_each_image_once(tokenizer):
+    items = _items()[:4]
+    for it, path in zip(items, ["/x/a.png", "/x/b.png", "/x/a.png", "/x/c.png"]):
+        s = it["sample"]
+        it["sample"] = Sample(s.task, ImageInfo(s.image.id, path, W, H), s.prompt, s.target,
+                              s.regions, s.target_boxes, s.meta)  # fmt: skip
+    batch = Collator(tokenizer)(items)
+    assert batch["image_index"].tolist() == [0, 1, 0, 2]
+    assert batch["images"][:, 0, 0, 0].tolist() == [0.0, 1.0, 3.0]  # first item of each file
+    # concept items of one image are sent once (rows 0 and 2 share the square's chain)
+    keys = [(int(batch["image_index"][r]), int(i)) for r, i in
+            zip(batch["concept_batch"], batch["concept_ids"])]  # fmt: skip
+    assert len(keys) == len(set(keys)) and (batch["concept_batch"] == 2).sum() == 0
 
 
 def test_collate_masks_boxes_and_padding(tokenizer):
@@ -200,6 +255,11 @@ def test_collate_concepts(tokenizer):
         "red square",
         "the red square",
     ]
+    assert not batch["concept_ground"].any()  # chains not marked (ground_concepts off)
+    marked = TaskBuilder({"roc": 1}, ground_concepts=True).build(_scene())[0]
+    ground = Collator(tokenizer)([{"sample": marked, "image": torch.zeros(3, 4, 4)}])
+    # the square is the scene's only polygon, square and red square: all but scene ground
+    assert ground["concept_ground"].tolist() == [False, True, True, True, True]
     scene_box = batch["concept_boxes"][(rows == 0) & (levels == 0)][0]
     assert scene_box.tolist() == [0.0, 0.0, 1.0, 1.0]
     assert (rows == 3).sum() == 0  # the hand-made sample has no concepts

@@ -202,3 +202,18 @@ def test_bad_rows_are_counted_or_named(tmp_path):
     (root / "objects.json").write_text(json.dumps(objects))
     with pytest.raises(AnnotationError, match=r"objects\.json: row 0 object 3"):
         read_visual_genome(root, check_images=False)
+
+
+def test_image_path_from_unusual_urls(tmp_path):
+    from scalar.data.readers.vg_rows import image_path
+
+    (tmp_path / "VG_100K_2").mkdir()
+    (tmp_path / "VG_100K_2" / "7.jpg").write_bytes(b"x")
+    (tmp_path / "8.jpg").write_bytes(b"x")
+    # url with folder and name; a bare name (no "/"): both resolve under image_dir
+    assert image_path(tmp_path, 7, {"url": "https://h/x/VG_100K_2/7.jpg"}) == str(
+        tmp_path / "VG_100K_2" / "7.jpg"
+    )
+    assert image_path(tmp_path, 8, {"url": "8.jpg"}) == str(tmp_path / "8.jpg")
+    assert image_path(tmp_path, 9, {"url": "9.jpg"}) == str(tmp_path / "9.jpg")  # missing: first
+    assert image_path(tmp_path, 7, {}) == str(tmp_path / "VG_100K_2" / "7.jpg")

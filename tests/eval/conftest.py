@@ -44,6 +44,7 @@ TRAIN = [
     "data.val_tasks=[rec,roc,caption]",
     "data.max_samples_per_split={val:64,heldout:8}",
     "data.batch_size=8",
+    "data.group_size=1",  # eight images per step: hits at IoU 0.25 after 24 steps
     "optim.lr=3e-3",
     "trainer.max_steps=24",
     "trainer.val_check_interval=24",

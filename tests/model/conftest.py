@@ -138,6 +138,7 @@ def build_batch(tok, k: int, image_size: int = 64, m: int = 16, seed: int = 0) -
             [[0.2, 0.1, 0.6, 0.5], [0.1, 0.2, 0.5, 0.6], [0.3, 0.3, 0.4, 0.5], [0.5, 0.2, 0.9, 0.6]]
         ),
         "concept_batch": torch.tensor([0, 1, 2, 2]),
+        "concept_ground": torch.tensor([True, False, True, True]),
         **_concept_text(tok, ["red circle", "square", "circle", "a small purple star"]),
     }
 

@@ -17,7 +17,8 @@ def _loss(out, batch):
     )
     box = (out["box_pred"] - batch["target_boxes"]).pow(2).mean()
     con = (out["region_emb"] @ out["concept_emb"].T).diagonal().mean()
-    return lm + box - con
+    dense = out["concept_box_pred"].pow(2).mean()
+    return lm + box - con + dense
 
 
 def _row(batch, r):
@@ -237,3 +238,44 @@ def test_bf16_llm_with_fp32_parts(make_model, tokenizer):
     assert out["logits"].dtype == torch.bfloat16 and torch.isfinite(out["box_pred"]).all()
     res = model.generate(batch, max_new_tokens=4)
     assert res["tokens"].shape[0] == 3 and torch.isfinite(res["logprobs"]).all()
+
+
+def test_rows_sharing_an_image_equal_rows_with_their_own_copy(model, batch):
+    # rows 0 and 2 show the same image: sent once with image_index, or twice without
+    model.eval()
+    batch["images"][2] = batch["images"][0]
+    shared = dict(batch, images=batch["images"][:2], image_index=torch.tensor([0, 1, 0]))
+    out, ref = model(batch), model(shared)
+    for key in ("logits", "box_pred", "region_emb", "concept_emb"):
+        assert torch.allclose(out[key], ref[key], atol=1e-5), key
+    gen = model.generate(batch, max_new_tokens=4)
+    gen_shared = model.generate(shared, max_new_tokens=4)
+    assert torch.equal(gen["tokens"], gen_shared["tokens"])
+
+
+def test_dense_concept_grounding_queries_the_decoder_with_each_grounded_text(model, tokenizer):
+    model.eval()
+    batch = build_batch(tokenizer, model.region_tokens)
+    del batch["concept_ground"]
+    assert "concept_box_pred" not in model(batch)  # no concept_ground: nothing grounded
+    batch["concept_ground"] = torch.tensor([True, False, False, True])
+    out = model(batch)
+    assert out["concept_box_pred"].shape == (2, 4)
+    patches, grid = model.vision(batch["images"])
+    ids, m = batch["concept_input_ids"], batch["concept_attention_mask"]
+    for j, c in enumerate([0, 3]):
+        text = model.embed_tokens(ids[c, : int(m[c].sum())]).mean(0)
+        row = int(batch["concept_batch"][c])
+        ref = model.spatial(model.concept_query(text)[None], patches[row][None], grid)
+        assert torch.allclose(out["concept_box_pred"][j], ref["boxes"][0], atol=1e-5)
+
+
+def test_prompt_only_tokens_are_never_answers(model, tokenizer, batch):
+    out = model(batch)
+    ids = tokenizer.convert_tokens_to_ids
+    for tok in (T.REGION, T.SEP, T.BOS, T.PAD):
+        assert (out["logits"][..., ids(tok)] == -1e4).all(), tok
+    assert (out["logits"][..., ids(T.BOX)] > -1e4).all()
+    gen = model.generate(batch, max_new_tokens=6, do_sample=True, temperature=5.0)
+    banned = torch.tensor([ids(t) for t in (T.REGION, T.SEP, T.BOS)])
+    assert not torch.isin(gen["tokens"], banned).any()

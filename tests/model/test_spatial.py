@@ -119,3 +119,22 @@ def test_learns_to_point_at_the_marked_cell():
     with torch.no_grad():
         err = (dec(torch.ones(n, dim), patches, (H, W))["centre"] - target).abs().max()
     assert err < 0.5 / W
+
+
+def test_queries_sharing_images_equal_queries_with_their_own_copy():
+    torch.manual_seed(0)
+    dec = SpatialDecoder(dim=16, vis_dim=24, num_layers=2, num_heads=4).eval()
+    images = torch.randn(3, 9, 24)  # three images of a 3x3 grid
+    rows = torch.tensor([2, 0, 2, 1, 0])
+    q = torch.randn(5, 16)
+    shared = dec(q, images, (3, 3), rows=rows)
+    copies = dec(q, images[rows], (3, 3))  # each query with its own copy of its image
+    for key in ("boxes", "attn", "size"):
+        assert torch.allclose(shared[key], copies[key], atol=1e-5), key
+    # a query sees only its own image: changing another image changes nothing
+    other = images.clone()
+    other[1] += 5.0
+    again = dec(q[:3], other, (3, 3), rows=rows[:3])  # rows 2, 0, 2: image 1 unused
+    assert torch.allclose(again["boxes"], shared["boxes"][:3], atol=1e-6)
+    with pytest.raises(ValueError, match="no rows"):
+        dec(q, images, (3, 3))

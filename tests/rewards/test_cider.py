@@ -163,3 +163,25 @@ def test_errors_are_clear():
     with pytest.raises(ValueError, match="n must be"):
         CiderD(n=0)
     assert CiderD().score([], []).shape == (0,)
+
+
+def test_batched_simple_tokenize_equals_per_text():
+    from scalar.rewards.ngrams import tokens
+
+    texts = ["A man, in RED!", "", "ΟΔΟΣ Σ σ.", "tab\there\nnew-line", "x\x00y", "Straße İ"]
+    for batch in (texts[:4] + texts[5:], texts, [*texts[:2], 3.5]):  # \x00 / non-str: per text
+        toks, sep = tokens(batch, simple_tokenize)
+        expect = []
+        for t in batch:
+            expect += [*simple_tokenize(t), sep]
+        assert toks == expect
+    assert tokens(texts[:4], simple_tokenize)[1] == "\x00"
+    assert tokens(texts, simple_tokenize)[1] is None
+
+
+def test_reference_sets_without_ngrams():
+    cands, refs = ["a b", "a"], [[""], ["", "a"]]
+    _, expect = _pycoco(cands, refs)
+    assert np.abs(CiderD(tokenize=str.split).score(cands, refs) - expect).max() < 1e-9
+    scorer = CiderD([["a b"], ["c"]], tokenize=str.split)
+    assert scorer.score(["a b"], [[""]]).tolist() == [0.0]  # only the empty set cached so far

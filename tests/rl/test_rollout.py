@@ -103,3 +103,21 @@ def test_component_proposals_find_isolated_objects_without_labels(tiny_corpus: P
             assert float(box_iou(gt[k : k + 1], props).max()) >= 0.85
             checked += 1
     assert checked >= 5
+
+
+def test_take_rows_keeps_rows_pointing_at_their_images():
+    from scalar.rl.rollout import repeat_rows, take_rows
+    from scalar.train.batch import row_image
+
+    batch = {
+        "prompt_input_ids": torch.tensor([[1], [2], [3]]),
+        "images": torch.tensor([[10.0], [11.0], [12.0]]),  # U == B: must not be re-indexed
+        "image_index": torch.tensor([2, 0, 1]),
+        "region_boxes": torch.tensor([[0.5] * 4]),
+        "region_batch": torch.tensor([1]),
+    }
+    out = take_rows(batch, [1, 1, 0])
+    assert [row_image(out, r).item() for r in range(3)] == [10.0, 10.0, 12.0]
+    assert out["region_batch"].tolist() == [0, 1]
+    rep = repeat_rows(batch, 2)
+    assert [row_image(rep, r).item() for r in range(6)] == [12.0, 12.0, 10.0, 10.0, 11.0, 11.0]

@@ -35,6 +35,9 @@ def overrides(data_dir: str, run_dir: str, devices: int, batch: int, steps: int)
         "logger=none",
         "callbacks=none",
         "loss=none",  # LM + box only: the batch-wide contrastive term does not split by rank
+        "loss.dense_weight=0.0",  # per-item mean over a rank's concepts: counts differ by rank
+        "data.group_size=1",  # rank batches of 2 rows: no whole groups of 4
+        "data.ground_concepts=false",
         "data.box_format=continuous",
         f"data.batch_size={batch}",
         # SGD: the update is linear in the gradient, so the comparison tests the gradient
@@ -43,6 +46,7 @@ def overrides(data_dir: str, run_dir: str, devices: int, batch: int, steps: int)
         "optim._target_=torch.optim.SGD",
         "~optim.betas",
         "~optim.eps",
+        "~optim.fused",
         "optim.lr=1.0",
         "optim.weight_decay=0.0",
         "model.vision.freeze=true",

@@ -88,3 +88,20 @@ def test_infonce_contrastive_terms_are_reported():
     want = con(out["region_emb"], out["concept_emb"], batch["concept_ids"], batch["concept_levels"])
     assert terms["infonce"].item() == pytest.approx(want["infonce"].item(), rel=1e-6)
     assert "tdist" not in terms
+
+
+def test_dense_concept_grounding_term():
+    out, batch = _inputs(3)
+    g = torch.Generator().manual_seed(9)
+    xy = torch.rand(4, 2, generator=g) * 0.5
+    batch["concept_boxes"] = torch.cat([xy, xy + 0.4], 1)
+    batch["concept_ground"] = torch.tensor([True, False, True, True])
+    dense = batch["concept_boxes"][[0, 2, 3]] + 0.03 * torch.randn(3, 4, generator=g)
+    out["concept_box_pred"] = dense.requires_grad_()
+    loss = AlignLoss(lm_weight=0.0, box_weight=0.0, dense_weight=0.5, box=BoxLoss(5.0, 2.0))
+    terms = loss(out, batch)
+    want = _box(dense, batch["concept_boxes"][[0, 2, 3]])  # the grounded items only
+    assert terms["dense"].item() == pytest.approx(want.item(), rel=1e-6)
+    assert terms["loss"].item() == pytest.approx(0.5 * want.item(), rel=1e-6)
+    assert {"dense_l1", "dense_giou"} <= set(terms)
+    assert "dense" not in AlignLoss(box=BoxLoss(5.0, 2.0))(out, batch)  # weight 0: left out

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scalar.train import resume
-from scalar.train.batch import rows_by_task, select_rows
+from scalar.train.batch import row_image, rows_by_task, select_rows
 from scalar.train.cli import check_overrides
 from scalar.train.resume import ResumableLoader, make_resumable
 from scalar.train.schedule import warmup_cosine_factor
@@ -42,6 +42,18 @@ def test_select_rows_keeps_items_of_selected_rows_in_row_major_order():
     assert out["samples"] == ["s2", "s0"] and out["note"] == "kept"
     with pytest.raises(IndexError):
         select_rows(_batch(), [3])
+
+
+def test_select_rows_keeps_only_the_images_of_selected_rows():
+    batch = dict(
+        _batch(), images=torch.tensor([[10.0], [11.0]]), image_index=torch.tensor([1, 0, 1])
+    )
+    out = select_rows(batch, [2, 1])
+    assert out["images"].flatten().tolist() == [10.0, 11.0]
+    assert out["image_index"].tolist() == [1, 0]  # row 2 shows image 11, row 1 image 10
+    assert [row_image(out, r).item() for r in (0, 1)] == [11.0, 10.0]
+    one = select_rows(batch, [0, 2])
+    assert one["images"].flatten().tolist() == [11.0] and one["image_index"].tolist() == [0, 0]
 
 
 def test_rows_by_task():

@@ -5,41 +5,48 @@ Files in ``root``: image_data.json (image sizes and urls), objects.json, attribu
 object id within an image; attribute rows and relationship endpoints are merged onto them
 and add the object when it is not listed in objects.json.
 
-Files are streamed entry by entry (``jsonstream``) and well-formed rows take a fast path,
-so that the full corpus (100k images, 5M regions) reads in bounded memory; unusual rows
-take the checked path, with the same results and errors.
+Files are streamed entry by entry (``jsonstream``, orjson) and well-formed rows take an
+inlined fast path, so that the full corpus (100k images, 5M regions) reads in bounded
+memory; unusual rows take the checked path, with the same results and errors. A large
+region_descriptions.json is read by a helper process while this one reads the other files
+(``vg_regions``), and the cyclic garbage collector is off while reading (millions of new
+containers, no cycles).
 """
 
 from __future__ import annotations
 
-import numbers
-from collections import Counter
-from dataclasses import dataclass, field
+import gc
 from pathlib import Path
 from typing import Any
 
 from scalar.data.readers.common import image_present, require
 from scalar.data.readers.jsonstream import iter_json_array
+from scalar.data.readers.vg_regions import NAME, RegionJob, add_regions, region_records
 from scalar.data.readers.vg_rows import (
+    FLOATS,
     MISSING,
     at,
+    categories,
     fast_box,
     first_key,
+    image_path,
     inside,
     intern,
     listed_id,
     raw_box,
+    read_image_data,
     row_attrs,
     row_names,
+    synset_of,
+)
+from scalar.data.readers.vg_rows import (
+    Image as _Image,
 )
 from scalar.data.scene import (
     AnnotationError,
-    Box,
-    Category,
     Corpus,
     ImageInfo,
     Object,
-    Region,
     Relation,
     Scene,
     Skips,
@@ -47,44 +54,11 @@ from scalar.data.scene import (
 )
 
 
-@dataclass
-class _Image:
-    """What is gathered for one image before it becomes a Scene."""
-
-    width: int = 0
-    height: int = 0
-    info: dict = field(default_factory=dict)
-    objects: dict[Any, Object] = field(default_factory=dict)
-    raw_boxes: dict[Any, Box] = field(default_factory=dict)  # objects.json only, then freed
-    rejected: set = field(default_factory=set)
-    relations: list[Relation] = field(default_factory=list)
-    regions: list[Region] = field(default_factory=list)
-
-
 class _Reader:
     def __init__(self, root: Path, require_image_data: bool):
         self.root, self.skips = root, Skips()
         self.images: dict[Any, _Image] = {}
-        self.known = self._read_image_data(require_image_data)
-
-    def _read_image_data(self, required: bool) -> bool:
-        path = self.root / "image_data.json"
-        if not path.is_file():
-            if required:
-                raise FileNotFoundError(
-                    f"{path} not found: image_data.json is needed for image sizes "
-                    "(pass require_image_data=False to read without sizes; boxes are then "
-                    "not clipped to the image)"
-                )
-            return False
-        for i, row in enumerate(iter_json_array(path)):
-            require(row, ("width", "height"), path, i)
-            image_id = first_key(row, ("image_id", "id"), path, i)
-            w, h = row["width"], row["height"]
-            if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (w, h)):
-                raise AnnotationError(path, i, "width and height must be numbers")
-            self.images[image_id] = _Image(int(w), int(h), row)
-        return True
+        self.known = read_image_data(root / "image_data.json", require_image_data, self.images)
 
     def entries(self, name: str, key: str):
         """Yield ``(image, rows, path, index)`` for each per-image entry of a file."""
@@ -143,17 +117,47 @@ class _Reader:
             if box is None:
                 image.rejected.add(oid)
                 return None
-        synsets = row.get("synsets")
-        synset = synsets[0] if isinstance(synsets, list) and synsets else None
-        synset = intern(synset) if isinstance(synset, str) and synset else None
-        image.objects[oid] = Object(oid, name, box, synset=synset)
+        image.objects[oid] = Object(oid, name, box, synset=synset_of(row))
         if listed:
             image.raw_boxes[oid] = raw
         return oid
 
     def read_objects(self) -> None:
+        names_c: dict[str, str] = {}  # raw first name -> normalized, interned ("" if blank)
+        synsets_c: dict[str, str] = {}  # raw first synset -> interned
         for image, rows, path, i in self.entries("objects.json", "objects"):
+            objs, raws, rejected, w_, h_ = (image.objects, image.raw_boxes, image.rejected,
+                                             image.width, image.height)  # fmt: skip
+            fast = 0 < w_ < 8192 and 0 < h_ < 8192
             for j, row in enumerate(rows):
+                if fast:  # a plain row inside its image: inline, anything else is checked
+                    try:
+                        x, y, w, h, names = row["x"], row["y"], row["w"], row["h"], row["names"]
+                    except (KeyError, TypeError):
+                        names = None
+                    if (type(names) is list and names and type(names[0]) is str
+                            and type(x) is int and type(y) is int and type(w) is int
+                            and type(h) is int and 0 <= x and 0 <= y and 0 < w and 0 < h
+                            and x + w <= w_ and y + h <= h_):  # fmt: skip
+                        oid = row.get("object_id", MISSING)
+                        if oid is MISSING:
+                            oid = row.get("id", MISSING)
+                        name = names_c.get(names[0])
+                        if name is None:
+                            name = names[0].strip().lower()
+                            name = names_c[names[0]] = intern(name) if name else ""
+                        if name and oid is not MISSING and oid not in objs and oid not in rejected:
+                            syn = row.get("synsets")
+                            if type(syn) is list and syn and type(syn[0]) is str and syn[0]:
+                                synset = synsets_c.get(syn[0])
+                                if synset is None:
+                                    synset = synsets_c[syn[0]] = intern(syn[0])
+                            else:
+                                synset = synset_of(row)
+                            box = (FLOATS[x], FLOATS[y], FLOATS[x + w], FLOATS[y + h])
+                            objs[oid] = Object(oid, name, box, None, None, synset)
+                            raws[oid] = box
+                            continue
                 self.add_object(image, row, path, (i, "object", j), listed=True)
         for image in self.images.values():  # only objects.json rows are compared
             image.raw_boxes = {}
@@ -161,111 +165,89 @@ class _Reader:
     def read_attributes(self) -> None:
         if not (self.root / "attributes.json").is_file():
             return
+        cache: dict[str, str] = {}  # raw value -> normalized, interned ("" when blank)
         for image, rows, path, i in self.entries("attributes.json", "attributes"):
             objs = image.objects
             for j, row in enumerate(rows):
-                oid = listed_id(row, objs)
-                if oid is None:
+                oid = row.get("object_id") if type(row) is dict else None  # listed_id inline
+                if oid is None or oid not in objs:
                     oid = self.add_object(image, row, path, (i, "attribute row", j), listed=False)
-                if oid is not None:
-                    obj = image.objects[oid]
-                    obj.attributes = row_attrs(obj.attributes + list(row.get("attributes") or []))
+                    if oid is None:
+                        continue
+                obj, values = objs[oid], row.get("attributes")
+                if type(values) is not list:
+                    if values:  # a string or mapping: as the checked path takes it
+                        obj.attributes = row_attrs(obj.attributes + list(values))
+                    continue
+                out = list(obj.attributes)  # already normalized and unique
+                for v in values:
+                    if type(v) is str:
+                        a = cache.get(v)
+                        if a is None:
+                            a = v.strip().lower()
+                            a = cache[v] = intern(a) if v.strip() else ""
+                        if a and a not in out:
+                            out.append(a)
+                obj.attributes = out
 
     def read_relationships(self) -> None:
+        cache: dict[str, str] = {}  # raw predicate -> normalized, interned
         for image, rows, path, i in self.entries("relationships.json", "relationships"):
-            objs = image.objects
+            objs, append = image.objects, image.relations.append
             for j, row in enumerate(rows):
-                if type(row) is not dict or not ("predicate" in row and "subject" in row
-                                                 and "object" in row):  # fmt: skip
-                    require(row, ("predicate", "subject", "object"), path, f"{i} relationship {j}")
-                s, o = listed_id(row["subject"], objs), listed_id(row["object"], objs)
-                if s is None:
-                    s = self.add_object(
-                        image, row["subject"], path, (i, "relationship", j, "subject"), False
-                    )
-                if o is None:
-                    o = self.add_object(
-                        image, row["object"], path, (i, "relationship", j, "object"), False
-                    )
-                predicate = row["predicate"]
-                predicate = intern(
-                    (predicate if type(predicate) is str else str(predicate)).strip().lower()
-                )
-                if s is None or o is None:
-                    self.skips.add("relation_endpoint_dropped", f"{path.name} {i} relationship {j}")
-                elif not predicate:
-                    self.skips.add("empty_predicate", f"{path.name} {i} relationship {j}")
-                else:
-                    image.relations.append(Relation(s, predicate, o))
+                try:
+                    sub, ob, p = row["subject"], row["object"], row["predicate"]
+                except (KeyError, TypeError):
+                    p = None
+                if type(p) is str and type(sub) is dict and type(ob) is dict:
+                    s, o = sub.get("object_id"), ob.get("object_id")  # listed_id inline
+                    if s is not None and o is not None and s in objs and o in objs:
+                        pred = cache.get(p)
+                        if pred is None:
+                            pred = cache[p] = intern(p.strip().lower())
+                        if pred:
+                            append(Relation(s, pred, o))
+                            continue
+                self._relation_checked(image, row, path, i, j)
 
-    def read_regions(self) -> None:
-        for image, rows, path, i in self.entries("region_descriptions.json", "regions"):
-            w, h, regions = image.width, image.height, image.regions
-            for j, row in enumerate(rows):
-                raw = fast_box(row, ("x", "y", "width", "height")) if type(row) is dict else None
-                phrase = row.get("phrase") if raw is not None else None
-                rid = MISSING
-                if raw is not None:
-                    rid = row["region_id"] if "region_id" in row else row.get("id", MISSING)
-                if rid is MISSING or type(phrase) is not str:
-                    self._region_checked(image, row, path, i, j)
-                    continue
-                phrase = phrase.strip()
-                if not phrase:
-                    self.skips.add("empty_region_phrase", f"{path.name} {i} region {j}")
-                elif inside(raw, w, h):
-                    regions.append(Region(rid, raw, phrase))
-                else:
-                    box = check_box(raw, w, h, self.skips, f"{path.name} {i} region {j}")
-                    if box is not None:
-                        regions.append(Region(rid, box, phrase))
-
-    def _region_checked(self, image: _Image, row: Any, path: Path, i: int, j: int) -> None:
-        where = f"{i} region {j}"
-        require(row, ("phrase",), path, where)
-        rid = first_key(row, ("region_id", "id"), path, where)
-        raw = raw_box(row, ("x", "y", "width", "height"), path, where)
-        phrase = row["phrase"].strip() if isinstance(row["phrase"], str) else ""
-        if not phrase:
-            self.skips.add("empty_region_phrase", f"{path.name} {where}")
-            return
-        box = check_box(raw, image.width, image.height, self.skips, f"{path.name} {where}")
-        if box is not None:
-            image.regions.append(Region(rid, box, phrase))
-
-
-def _image_path(image_dir: Path, image_id: Any, info: dict) -> Path:
-    if isinstance(info.get("file_name"), str):
-        return image_dir / info["file_name"]
-    url = info.get("url")
-    if isinstance(url, str) and url.strip():
-        parts = url.strip().rstrip("/").split("/")
-        candidates = [image_dir / parts[-2] / parts[-1], image_dir / parts[-1]]
-        if len(parts) < 2:
-            candidates = candidates[1:]
-    else:
-        candidates = [image_dir / d / f"{image_id}.jpg" for d in ("VG_100K", "VG_100K_2", "")]
-    return next((p for p in candidates if p.is_file()), candidates[0])
-
-
-def _categories(scenes: list[Scene]) -> list[Category]:
-    synsets: dict[str, Counter] = {}
-    for s in scenes:
-        for o in s.objects:
-            c = synsets.setdefault(o.category, Counter())
-            if o.synset:
-                c[o.synset] += 1
-    cats = [
-        Category(
-            i + 1, name, synset=(synsets[name].most_common(1)[0][0] if synsets[name] else None)
+    def _relation_checked(self, image: _Image, row: Any, path: Path, i: int, j: int) -> None:
+        objs = image.objects
+        if type(row) is not dict or not ("predicate" in row and "subject" in row
+                                         and "object" in row):  # fmt: skip
+            require(row, ("predicate", "subject", "object"), path, f"{i} relationship {j}")
+        s, o = listed_id(row["subject"], objs), listed_id(row["object"], objs)
+        if s is None:
+            s = self.add_object(
+                image, row["subject"], path, (i, "relationship", j, "subject"), False
+            )
+        if o is None:
+            o = self.add_object(image, row["object"], path, (i, "relationship", j, "object"), False)
+        predicate = row["predicate"]
+        predicate = intern(
+            (predicate if type(predicate) is str else str(predicate)).strip().lower()
         )
-        for i, name in enumerate(sorted(synsets))
-    ]
-    ids = {c.name: c.id for c in cats}
-    for s in scenes:
-        for o in s.objects:
-            o.category_id = ids[o.category]
-    return cats
+        if s is None or o is None:
+            self.skips.add("relation_endpoint_dropped", f"{path.name} {i} relationship {j}")
+        elif not predicate:
+            self.skips.add("empty_predicate", f"{path.name} {i} relationship {j}")
+        else:
+            image.relations.append(Relation(s, predicate, o))
+
+    def read_regions(self, job: RegionJob | None = None) -> None:
+        """Regions from ``job``'s records when it has them, else read here."""
+        records = job.records() if job is not None else None
+        images = self.images
+        if records is not None:
+            for record in records:
+                add_regions(images[record[0]].regions, record)
+            self.skips.update(job.skips)
+            return
+        sizes = {k: (im.width, im.height) for k, im in images.items()}
+        for record in region_records(self.root / NAME, sizes, self.known, self.skips):
+            image = images.get(record[0])
+            if image is None:  # no image_data.json: the image is new
+                image = images[record[0]] = _Image()
+            add_regions(image.regions, record)
 
 
 def read_visual_genome(
@@ -275,26 +257,42 @@ def read_visual_genome(
     require_image_data: bool = True,
 ) -> Corpus:
     """Read a Visual Genome folder into a Corpus; images are never decoded."""
-    root = Path(root)
+    enabled = gc.isenabled()
+    gc.disable()  # millions of new containers, no cycles: collections would only cost time
+    try:
+        return _read(Path(root), image_dir, check_images, require_image_data)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read(root: Path, image_dir, check_images: bool, require_image_data: bool) -> Corpus:
     if not root.is_dir():
         raise FileNotFoundError(f"Visual Genome folder not found: {root}")
     image_dir = Path(image_dir) if image_dir is not None else root
     reader = _Reader(root, require_image_data)
-    reader.read_objects()
-    reader.read_attributes()
-    reader.read_relationships()
-    reader.read_regions()
+    job = None
+    if RegionJob.wanted(root, reader.known):  # regions need only sizes: read in parallel
+        job = RegionJob(root, {k: (im.width, im.height) for k, im in reader.images.items()})
+    try:
+        reader.read_objects()
+        reader.read_attributes()
+        reader.read_relationships()
+        reader.read_regions(job)
+    finally:
+        if job is not None:
+            job.close()
 
     scenes = []
     for image_id in sorted(reader.images, key=lambda k: (str(type(k)), k)):
         im = reader.images.pop(image_id)  # freed as the scenes are built
-        path = _image_path(image_dir, image_id, im.info)
+        path = image_path(image_dir, image_id, im.info)
         if not image_present(path, reader.skips, check_images):
             continue
         meta = {"coco_id": im.info["coco_id"]} if im.info.get("coco_id") is not None else {}
         scenes.append(
             Scene(
-                image=ImageInfo(image_id, str(path), im.width, im.height),
+                image=ImageInfo(image_id, path, im.width, im.height),
                 objects=list(im.objects.values()),
                 relations=im.relations,
                 regions=im.regions,
@@ -304,7 +302,7 @@ def read_visual_genome(
     return Corpus(
         name="visual_genome",
         scenes=scenes,
-        categories=_categories(scenes),
+        categories=categories(scenes),
         skips=reader.skips,
         meta={"root": str(root), "image_data": reader.known},
     )
