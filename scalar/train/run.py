@@ -173,8 +173,25 @@ def summary_table(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _finish_wandb() -> None:
+    """Close the job's W&B run: the next job of a multirun starts its own (Lightning's
+    logger would otherwise reuse the run still open in this process)."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 def train(cfg: DictConfig) -> float | None:
     """Run one job; returns the monitored metric (``optimized_metric``) for sweepers."""
+    try:
+        return _train(cfg)
+    finally:
+        _finish_wandb()
+
+
+def _train(cfg: DictConfig) -> float | None:
     parts = build(cfg)
     trainer: L.Trainer = parts["trainer"]
     module, datamodule = parts["module"], parts["datamodule"]

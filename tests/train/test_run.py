@@ -239,7 +239,10 @@ def test_unknown_config_name_is_one_line_exit_2(tmp_path):
 
 def test_multirun_makes_one_folder_per_job(tiny_corpus, tmp_path):
     logs = tmp_path / "logs"
-    args = ["-m", "optim.lr=1e-3,2e-3", "debug=fdr", *cli_overrides(tiny_corpus, logs)]
+    args = ["-m", "optim.lr=1e-3,2e-3", *cli_overrides(tiny_corpus, logs)]
+    args = [a for a in args if not a.startswith("logger=")] + ["logger=default"]  # csv + W&B
+    args += ["task_name=debug", "trainer.max_steps=1", "trainer.val_check_interval=1",
+             "data.max_samples_per_split={val:4,heldout:4}", "validate=false"]  # fmt: skip
     proc = _run_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweeps = list((logs / "debug" / "multiruns").iterdir())
@@ -253,3 +256,6 @@ def test_multirun_makes_one_folder_per_job(tiny_corpus, tmp_path):
         assert saved["paths"]["output_dir"] == str(sweeps[0] / job)
         assert (sweeps[0] / job / "metrics.json").is_file()
     assert lrs == [1e-3, 2e-3]
+    # one W&B run per job, each in its own folder
+    runs = [list((sweeps[0] / job / "wandb").glob("offline-run-*")) for job in jobs]
+    assert [len(r) for r in runs] == [1, 1] and runs[0][0].name[-8:] != runs[1][0].name[-8:]
