@@ -68,6 +68,8 @@ class ScalarModel(nn.Module):
         )
         self.eos_id, self.pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
         self.bos_id = tokenizer.bos_token_id
+        ids_ = (self.region_id, self.sep_id, self.bos_id, self.pad_id)
+        self.prompt_only_ids = tuple(i for i in ids_ if i is not None)  # never in an answer
 
     # ----------------------------------------------------------------- building blocks
     @property
@@ -81,10 +83,7 @@ class ScalarModel(nn.Module):
         """Next-token logits; tokens that only ever appear in prompts (``<region>``,
         ``<sep>``, ``<s>``, ``<pad>``) get -1e4, so no answer (greedy or sampled) has them."""
         logits = self.causal_lm.get_output_embeddings()(hidden)
-        banned = [
-            i for i in (self.region_id, self.sep_id, self.bos_id, self.pad_id) if i is not None
-        ]
-        index = torch.tensor(banned, device=logits.device)
+        index = torch.tensor(self.prompt_only_ids, device=logits.device)
         return logits.index_fill(-1, index[index < logits.shape[-1]], -1e4)
 
     def decode(
@@ -111,15 +110,19 @@ class ScalarModel(nn.Module):
         each row gets its image's prefix through ``image_index [B]`` (when present).
         Everything that looks at patches maps batch rows to images with ``image_of``."""
         patches, grid_hw = self.encode_images(batch["images"])
-        return patches, self.image_of(batch, None, self.bridge(patches)), grid_hw
+        return patches, self.per_row(batch, self.bridge(patches)), grid_hw
 
     @staticmethod
-    def image_of(batch: Mapping | None, rows: Tensor | None, per_image: Tensor | None = None):
-        """Image indices of batch ``rows`` (or, with ``per_image``, its rows per batch row)."""
+    def image_of(batch: Mapping | None, rows: Tensor) -> Tensor:
+        """Image indices (rows of ``images``) of batch ``rows``."""
         index = None if batch is None else batch.get("image_index")
-        if per_image is not None:
-            return per_image if index is None else per_image[index.to(per_image.device)]
         return rows if index is None else index.to(rows.device)[rows]
+
+    @staticmethod
+    def per_row(batch: Mapping, per_image: Tensor) -> Tensor:
+        """``per_image [U, ...]`` -> ``[B, ...]``: each batch row gets its image's entry."""
+        index = batch.get("image_index")
+        return per_image if index is None else per_image[index.to(per_image.device)]
 
     def fill_regions(
         self, embeds: Tensor, ids: Tensor, patches: Tensor, grid_hw, batch: Mapping
@@ -163,7 +166,7 @@ class ScalarModel(nn.Module):
         (``soft``: the bridge's prefix of each row when already computed)."""
         embeds = self.fill_regions(self.embed_tokens(ids), ids, patches, grid_hw, batch)
         if soft is None:
-            soft = self.image_of(batch, None, self.bridge(patches))
+            soft = self.per_row(batch, self.bridge(patches))
         soft = soft.to(embeds.dtype)
         inputs = torch.cat([soft, embeds], dim=1)
         ones = mask.new_ones(mask.shape[0], soft.shape[1])
