@@ -146,7 +146,9 @@ class SpatialDecoder(nn.Module):
 
         ``kind``: ``"box"``, ``"point"`` or a ``[N]`` tensor (0 box, 1 point). Returns
         ``boxes [N, 4]`` xyxy in [0, 1] (points as ``(x, y, x, y)``), ``centre [N, 2]``,
-        ``size [N, 2]`` (w, h) and ``attn [N, h*w]`` (the soft-argmax weights).
+        ``size [N, 2]`` (w, h), ``attn [N, h*w]`` (the soft-argmax weights), their
+        ``attn_logits`` (float; log-probabilities need them: the weights underflow) and
+        ``offset [N, 2]`` (the bounded correction added to the soft-argmax).
         """
         h, w = grid_hw
         if patches.shape[1] != h * w:
@@ -173,13 +175,21 @@ class SpatialDecoder(nn.Module):
         pooled = spread.reshape(len(rows), u * p) @ mem.reshape(u * p, -1)  # [N, dim]
         ctx = torch.cat([x[:, 0], pooled], dim=-1)
         cell = centre.new_tensor([1.0 / w, 1.0 / h])
-        centre = (centre + torch.tanh(self.offset(ctx).float()) * cell).clamp(0, 1)
+        offset = torch.tanh(self.offset(ctx).float()) * cell  # at most a cell either way
+        centre = (centre + offset).clamp(0, 1)
         size = torch.sigmoid(self.size(ctx).float()) * (1 - _MIN_SIZE) + _MIN_SIZE
         boxes = torch.cat([centre - size / 2, centre + size / 2], dim=-1).clamp(0, 1)
         is_point = self._is_point(kind, len(q), q.device)
         if is_point.any():
             boxes = torch.where(is_point[:, None], centre.repeat(1, 2), boxes)
-        return {"boxes": boxes, "centre": centre, "size": size, "attn": attn}
+        return {
+            "boxes": boxes,
+            "centre": centre,
+            "size": size,
+            "attn": attn,
+            "attn_logits": logits.float(),
+            "offset": offset,
+        }
 
     @staticmethod
     def _is_point(kind: str | Tensor, n: int, device) -> Tensor:

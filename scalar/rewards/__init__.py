@@ -9,9 +9,11 @@ from scalar.rewards.cider import CiderD, simple_tokenize
 from scalar.rewards.combine import Rewards, RewardSpec, RunningNorm, combine_rewards
 from scalar.rewards.consistency import (
     describe_then_ground_reward,
+    exclusive_grounding_reward,
     ground_describe_ground_reward,
     prompt_format_agreement,
     prompt_format_consistency_reward,
+    query_agreement_reward,
 )
 from scalar.rewards.entropy import entropy_regulariser, varentropy_entropy_penalty
 from scalar.rewards.functions import (
@@ -41,6 +43,7 @@ __all__ = [
     "counting_reward",
     "describe_then_ground_reward",
     "entropy_regulariser",
+    "exclusive_grounding_reward",
     "exhaustiveness_reward",
     "first_box",
     "greedy_match",
@@ -51,6 +54,7 @@ __all__ = [
     "parse_count",
     "prompt_format_agreement",
     "prompt_format_consistency_reward",
+    "query_agreement_reward",
     "semantic_reward",
     "simple_tokenize",
     "varentropy_entropy_penalty",

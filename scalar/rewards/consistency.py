@@ -2,7 +2,11 @@
 
 (a) describe-then-ground: describe region R, ground the description back to R';
 (b) prompt-format consistency: box, point and mask prompts of one region name one category;
-(c) ground-then-describe-then-ground: two groundings of one expression agree.
+(c) ground-then-describe-then-ground: two groundings of one expression agree;
+(d) ground-then-describe agreement: the description of where a query was grounded
+contains the query's words;
+(e) exclusive grounding: a query lands on an object (a region proposal), and not on one
+that a more confident query naming another category already claims.
 Boxes follow :mod:`scalar.rewards.functions` (``None`` for an unparseable output).
 """
 
@@ -14,16 +18,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from scalar.metrics.text import normalize_answer
+from scalar.metrics.text import normalize_answer, simple_tokenize
 from scalar.model.boxes import aligned_iou, box_iou
 from scalar.rewards.functions import as_boxes, iou_reward
 
 __all__ = [
     "describe_then_ground_reward",
+    "exclusive_grounding_reward",
     "ground_describe_ground_reward",
     "prompt_format_agreement",
     "prompt_format_consistency_reward",
+    "query_agreement_reward",
 ]
+
+FUNCTION_WORDS = frozenset(
+    "a an the of is are where what which to and or in on at with from by this that it".split()
+)
 
 
 def describe_then_ground_reward(
@@ -126,4 +136,59 @@ def ground_describe_ground_reward(
         a = torch.cat([as_boxes(first_boxes[i])[:1] for i in ok])
         b = torch.cat([as_boxes(second_boxes[i])[:1] for i in ok])
         out[ok] = aligned_iou(a, b).numpy()
+    return out
+
+
+def query_agreement_reward(
+    queries: Sequence[str], descriptions: Sequence[str | None], ignore=FUNCTION_WORDS
+) -> np.ndarray:
+    """(d) The share of a query's distinct content words that the description of its
+    grounding contains; in [0, 1].
+
+    ``queries[i]``: the expression that was grounded (e.g. ``"the red heart near the
+    star"``); ``descriptions[i]``: the model's description of the box it grounded to
+    (e.g. ``"a small red circle near a star"``: red, near, star of red, heart, near,
+    star -> 0.75). Words are ``simple_tokenize`` tokens; ``ignore`` (articles,
+    prepositions of the prompt templates) are not content. A query without content words,
+    or a ``None`` description, gives 0.
+    """
+    if len(queries) != len(descriptions):
+        raise ValueError(f"{len(queries)} queries for {len(descriptions)} descriptions")
+    out = np.zeros(len(queries))
+    for i, (q, d) in enumerate(zip(queries, descriptions)):
+        words = set(simple_tokenize(q)) - set(ignore)
+        if not words or d is None:
+            continue
+        out[i] = len(words & set(simple_tokenize(d))) / len(words)
+    return out
+
+
+def exclusive_grounding_reward(
+    first_boxes: Sequence[Any],
+    proposal_boxes: Sequence[Any],
+    claimed_boxes: Sequence[Any],
+    penalty: float = 1.0,
+) -> np.ndarray:
+    """(e) ``max_k IoU(B, P_k) - penalty * max_j IoU(B, C_j)``; in [-penalty, 1].
+
+    ``first_boxes[i]``: where query ``i`` was grounded (B; ``None`` -> 0);
+    ``proposal_boxes[i]``: region proposals of its image (P, e.g. foreground components:
+    the reward for landing on some object); ``claimed_boxes[i]``: the greedy groundings of
+    the image's other queries that name a different category and are more confident (C;
+    mutual exclusivity: two names, two objects). Empty lists contribute 0.
+    """
+    n = len(first_boxes)
+    if not len(proposal_boxes) == len(claimed_boxes) == n:
+        raise ValueError(
+            f"{n} boxes, {len(proposal_boxes)} proposal lists, {len(claimed_boxes)} claim lists"
+        )
+    out = np.zeros(n)
+    for i, (b, props, claims) in enumerate(zip(first_boxes, proposal_boxes, claimed_boxes)):
+        if b is None:
+            continue
+        box = as_boxes(b)[:1]
+        props, claims = as_boxes(props), as_boxes(claims)
+        on = float(box_iou(box, props).max()) if len(props) else 0.0
+        taken = float(box_iou(box, claims).max()) if len(claims) else 0.0
+        out[i] = on - penalty * taken
     return out

@@ -2,7 +2,10 @@
 
 Used by :mod:`scalar.rewards.cider`. A word's id is also its unigram's id; a k-gram's id
 is looked up from ``(id of its (k-1)-gram prefix, id of its last word)``, so ids are exact
-(no hashing) and new texts only add entries when ``intern=True`` (references).
+(no hashing) and new texts only add entries when ``intern=True`` (references). Interning
+goes through dicts; lookups without interning (candidates) search a sorted int64 copy of
+the n-gram table, one ``searchsorted`` per order for the whole batch, since at a few
+hundred tokens per call the cost is the number of numpy calls, not the arithmetic.
 """
 
 from __future__ import annotations
@@ -22,31 +25,40 @@ _PUNCT_TO_SPACE = str.maketrans({c: " " for c in string.punctuation})
 
 
 class Arena:
-    """A growable stack of rows (amortised doubling); ``data[:size]`` are the rows."""
+    """A growable stack of rows of shape ``row`` (amortised doubling); ``data[:size]``."""
 
-    def __init__(self, width: int, dtype):
-        self.data, self.size = np.zeros((16, width), dtype=dtype), 0
+    def __init__(self, row: tuple[int, ...], dtype):
+        self.data, self.size = np.zeros((16, *row), dtype=dtype), 0
 
     def append(self, rows: np.ndarray) -> int:
         start, end = self.size, self.size + len(rows)
         if end > len(self.data):
-            grown = np.zeros((max(end, 2 * len(self.data)), self.data.shape[1]), self.data.dtype)
+            grown = np.zeros((max(end, 2 * len(self.data)), *self.data.shape[1:]), self.data.dtype)
             grown[:start] = self.data[:start]
             self.data = grown
         self.data[start:end] = rows
         self.size = end
         return start
 
+    def widen(self, width: int) -> None:
+        """Zero-pad the first axis of the rows to ``width`` (no-op if already that wide)."""
+        if width > self.data.shape[1]:
+            grown = np.zeros((len(self.data), width, *self.data.shape[2:]), self.data.dtype)
+            grown[:, : self.data.shape[1]] = self.data
+            self.data = grown
 
-def argsort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(order, keys[order])`` for non-negative int64 keys, ties in any order.
+
+def argsort_keys(keys: np.ndarray, bound: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, keys[order])`` for non-negative int64 keys (``< bound`` if given), ties in
+    any order.
 
     One sort of ``key << b | index`` when that fits in int64 (several times faster than
     ``np.argsort`` here), else ``np.argsort``.
     """
     b = max(len(keys) - 1, 1).bit_length()
-    if not len(keys) or int(keys.max()) < 1 << (62 - b):
-        packed = np.sort((keys << b) | np.arange(len(keys)))
+    if not len(keys) or (int(keys.max()) if bound is None else bound - 1) < 1 << (62 - b):
+        packed = (keys << b) | np.arange(len(keys))
+        packed.sort()
         return packed & ((1 << b) - 1), packed >> b
     order = np.argsort(keys)
     return order, keys[order]
@@ -64,11 +76,15 @@ def find_sorted(table: np.ndarray, needles: np.ndarray) -> tuple[np.ndarray, np.
 
 def concat_ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(s, s + k)`` for each ``(s, k)``."""
-    ends = np.cumsum(sizes)
-    return np.repeat(starts - (ends - sizes), sizes) + np.arange(ends[-1] if len(ends) else 0)
+    ends = sizes.cumsum()
+    out = (starts - ends + sizes).repeat(sizes)
+    out += np.arange(len(out))
+    return out
 
 
-def tokens(texts: Sequence[str], tokenize: Callable[[str], list[str]]) -> tuple[list, object]:
+def tokens(
+    texts: Sequence[str], tokenize: Callable[[str], list[str]], words=()
+) -> tuple[list, object]:
     """The tokens of all texts, each text followed by a separator token; and that separator.
 
     ``simple_tokenize`` runs once on the joined batch (same tokens: ``" \\x00 "`` between
@@ -80,7 +96,7 @@ def tokens(texts: Sequence[str], tokenize: Callable[[str], list[str]]) -> tuple[
             joined = " \x00 ".join(texts) + " \x00"
         except TypeError:  # not all str: simple_tokenize applies str() to each
             joined = ""
-        if joined.count(_SEP) == len(texts):  # no text holds the separator itself
+        if joined.count(_SEP) == len(texts) and _SEP not in words:  # nor is it a word
             return joined.lower().translate(_PUNCT_TO_SPACE).split(), _SEP
     out: list = []
     for t in texts:
@@ -103,82 +119,136 @@ class NgramIndex:
         self.words: dict[str, int] = {}  # word -> id (= the id of its unigram)
         self.ext: dict[int, int] = {}  # prefix id * SHIFT + word id -> n-gram id
         self.size = 0  # ids in use: 0..size-1
+        self._codes = np.full(1, -(1 << 62), dtype=_I64)  # ext's codes, sorted, and their
+        self._ids = np.full(1, -1, dtype=_I64)  # ids; first a code no n-gram has
+        self._pending: list = []  # (codes, first id) interned since (merged by _lookup)
+        self._scratch = np.zeros(0, dtype=np.int32)  # per-batch token codes, by word id
+        # (memory: about 20 bytes per id for these arrays, besides the dicts)
 
-    def _new_id(self) -> int:
-        if self.size >= SHIFT - 1:  # SHIFT - 1 stays unused: see ``CiderD.score``
+    def _new_ids(self, k: int) -> int:
+        """Reserve ``k`` consecutive new ids; returns the first."""
+        if self.size + k > SHIFT - 1:  # SHIFT - 1 stays unused: see _lookup, CiderD.score
             raise OverflowError("more than 2**31 - 1 distinct n-grams")
-        self.size += 1
-        return self.size - 1
+        self.size += k
+        return self.size - k
 
-    def _extend(self, prefix: np.ndarray, word: np.ndarray, intern: bool) -> np.ndarray:
-        """Ids of the n-grams ``prefix + word`` (-1 where either is -1, or unknown)."""
-        out = np.full(len(prefix), -1, dtype=_I64)
-        at = np.flatnonzero((prefix >= 0) & (word >= 0))  # only these can be known
-        codes = (prefix[at] * SHIFT + word[at]).tolist()
+    def _intern(self, table: dict, keys: list) -> None:
+        """Give the (new, distinct) ``keys`` consecutive ids in ``table``."""
+        start = self._new_ids(len(keys))
+        table.update(zip(keys, range(start, start + len(keys))))
+
+    def _extend(self, prev: np.ndarray, word: np.ndarray, out: np.ndarray) -> None:
+        """Intern the k-grams of a row of (k-1)-gram ids ``prev``; their ids to ``out``.
+
+        The k-gram at p is ``prev[p]`` + ``word[p]``; only where both its (k-1)-grams
+        ``prev[p]`` and ``prev[p + 1]`` are known is it an n-gram (no separator in it).
+        """
+        at = ((prev[:-1] | prev[1:]) >= 0).nonzero()[0]  # both >= 0: no sign bit in the or
+        codes = (prev[:-1] * SHIFT + word).take(at).tolist()
         found = np.fromiter(map(self.ext.get, codes, repeat(-1)), dtype=_I64, count=len(codes))
-        if intern:
-            for i in np.flatnonzero(found < 0).tolist():
-                c = codes[i]
-                found[i] = self.ext[c] = self.ext[c] if c in self.ext else self._new_id()
+        miss = (found < 0).nonzero()[0].tolist()
+        if miss:
+            new = list(dict.fromkeys(map(codes.__getitem__, miss)))
+            self._intern(self.ext, new)
+            self._pending.append((new, self.size - len(new)))
+            found[miss] = np.fromiter(map(self.ext.__getitem__, map(codes.__getitem__, miss)), _I64)
+        out.fill(-1)
         out[at] = found
-        return out
+
+    def _lookup(self, prev: np.ndarray, word: np.ndarray, out: np.ndarray) -> None:
+        """Ids of the k-grams ``prev[p]`` + ``word[p]`` (-1: unknown) to ``out``, as
+        ``_extend`` without interning.
+
+        Searches a sorted copy of ``ext`` (its codes and ids, brought up to date here by
+        merging the codes interned since). Where either id is -1 the code is negative or
+        ends in the unused word id ``SHIFT - 1``, so it is found nowhere.
+        """
+        if self._pending:
+            new = np.concatenate([np.array(c, dtype=_I64) for c, _ in self._pending])
+            ids = np.concatenate([np.arange(i, i + len(c)) for c, i in self._pending])
+            srt = new.argsort()
+            at = self._codes.searchsorted(new[srt])
+            self._codes = np.insert(self._codes, at, new[srt])
+            self._ids = np.insert(self._ids, at, ids[srt])
+            self._pending = []
+        codes = prev[:-1] * SHIFT
+        codes += word
+        at = self._codes.searchsorted(codes)
+        hit = self._codes.take(at, mode="clip") == codes
+        np.multiply(at, hit, out=at)  # a miss: row 0, the sentinel, whose id is -1
+        self._ids.take(at, out=out, mode="clip")
 
     def count(self, texts: Sequence[str], intern: bool):
         """Distinct n-grams of each text: ``(text index, id, order - 1, tf)`` arrays + lengths.
 
-        Counting sorts exact per-batch codes (a token's code: 1 + the position where it
-        first occurs, base ``len(tokens) + 1``), so unknown n-grams (id -1) are counted
-        exactly too; a batch whose codes would not fit in int64 is split in halves.
+        Rows are sorted by text, then id; a text's unknown n-grams (id -1, ``intern=False``)
+        come last, told apart and counted exactly by their per-batch codes (a token's code:
+        1 + a position where it occurs; a k-gram's: its tokens' codes in base
+        ``len(tokens) + 1``). A batch whose sort keys would not fit in int64 is split in
+        halves.
         """
         n, n_t = self.n, len(texts)
         if not n_t:
             return tuple(np.zeros(0, dtype=d) for d in (_I64, _I64, _I64, float, float))
-        toks, sep = tokens(texts, self.tokenize)
+        toks, sep = tokens(texts, self.tokenize, self.words)
         total = len(toks)
         base = total + 1
-        if n_t * base**n >= 1 << 62:
+        span = SHIFT + base**n  # sort key of an n-gram within its text: id, or SHIFT + code
+        if n_t * span >= 1 << 62:
             if n_t == 1:
                 raise ValueError(f"a sentence of {total - 1} tokens is too long to count")
             h = n_t // 2
             a, b = self.count(texts[:h], intern), self.count(texts[h:], intern)
             b = (b[0] + h, *b[1:])
             return tuple(np.concatenate([x, y]) for x, y in zip(a, b))
-        local: dict = {}  # token -> 1 + its first position
-        code = np.fromiter(map(local.setdefault, toks, count(1)), _I64, total)
+        wid = np.fromiter(map(self.words.get, toks, repeat(-1)), _I64, total)  # -1: unknown
+        unk = (wid < 0).nonzero()[0]  # unknown words and separators
         if intern:
-            for w in local:
-                if w is not sep and w not in self.words:
-                    self.words[w] = self._new_id()
-        gw = np.empty(base, dtype=_I64)  # token code -> word id (-1: unknown, separator)
-        gw[np.fromiter(local.values(), _I64, len(local))] = np.fromiter(
-            map(self.words.get, local, repeat(-1)), _I64, len(local)
+            new = dict.fromkeys(map(toks.__getitem__, unk.tolist()))
+            new.pop(sep, None)
+            self._intern(self.words, list(new))
+            wid[unk] = np.fromiter(
+                map(self.words.get, map(toks.__getitem__, unk.tolist()), repeat(-1)), _I64, len(unk)
+            )
+            unk = unk[wid.take(unk) < 0]
+        # per-batch token codes 1..total (a position where the token occurs, plus 1), written
+        # to and read from a scratch row by token id (unknown tokens: -1, -2, ..., shifted)
+        local: dict = {}
+        ident = wid.copy()
+        ident[unk] = np.fromiter(
+            map(local.setdefault, map(toks.__getitem__, unk.tolist()), count(-1, -1)),
+            _I64,
+            len(unk),
         )
-        is_sep = code == local[sep]
-        gw[local[sep]] = -1
-        sent = np.cumsum(is_sep)  # the text of each token (+1 on separators)
+        ident += len(unk) + 1
+        if len(self._scratch) < self.size + len(unk) + 1:
+            self._scratch = np.empty((self.size + len(unk) + 1) * 5 // 4, dtype=np.int32)
+        self._scratch[ident] = np.arange(1, total + 1, dtype=np.int32)
+        code = self._scratch.take(ident).astype(_I64)
+        s = code[-1]  # every text ends with the separator
+        is_sep = code == s
+        sent = is_sep.cumsum()  # the text of each token (+1 on separators)
         sent -= is_sep
-        codes = np.zeros((n, total), dtype=_I64)  # k-gram at p: codes[k - 1, p]
-        gids = np.full((n, total), -1, dtype=_I64)
-        codes[0], gids[0] = code, gw[code]
-        valid = np.zeros((n, total), dtype=bool)
-        valid[0] = ~is_sep
-        for k in range(2, min(n, total) + 1):
-            size = total - k + 1  # a k-gram holding a separator is never valid nor known
-            codes[k - 1, :size] = codes[k - 2, :size] * base + code[k - 1 :]
-            valid[k - 1, :size] = valid[k - 2, :size] & valid[0, k - 1 :]
-            gids[k - 1, :size] = self._extend(gids[k - 2, :size], gids[0, k - 1 :], intern)
-        at = np.flatnonzero(valid)  # into the [n, total] grid
-        o, ks = argsort_keys((codes + sent * base**n).ravel()[at])
-        first = np.ones(len(ks), dtype=bool)
-        first[1:] = ks[1:] != ks[:-1]
-        starts = np.flatnonzero(first)
-        tf = np.empty(len(starts))
-        tf[:-1] = starts[1:] - starts[:-1]
-        tf[-1:] = len(ks) - starts[-1:]
-        rep = at[o[starts]]
+        ends = is_sep.nonzero()[0]  # the separator closing each text
+        rest = ends.take(sent) - np.arange(total)  # words left in the text from p
+        codes = np.empty((n, total), dtype=_I64)  # codes[k - 1, p]: the k-gram at p (valid
+        codes[0] = code  # where k <= rest[p]; elsewhere unused)
+        ids = np.empty((n, total), dtype=_I64)  # its id (-1: unknown)
+        ids[0] = wid
+        step = self._extend if intern else self._lookup
+        for k in range(1, min(n, total)):
+            np.multiply(codes[k - 1, : total - k], base, out=codes[k, : total - k])
+            codes[k, : total - k] += code[k:]
+            step(ids[k - 1, : total - k + 1], wid[k:], ids[k, : total - k])
+        at = (rest > np.arange(n)[:, None]).ravel().nonzero()[0]  # valid, in the [n, total] grid
+        key = np.where(ids >= 0, ids, codes + SHIFT)  # codes of different orders differ
+        key += sent * span
+        o, ks = argsort_keys(key.ravel().take(at), n_t * span)
+        bounds = np.zeros(1, dtype=_I64)  # of the runs of equal keys
+        if len(ks):
+            bounds = np.concatenate([bounds, (ks[1:] != ks[:-1]).nonzero()[0] + 1, [len(ks)]])
+        starts, tf = bounds[:-1], bounds[1:] - bounds[:-1]
+        rep = at.take(o.take(starts))
         order, pos = np.divmod(rep, total)
-        ends = np.flatnonzero(is_sep)
-        words = ends.copy()  # ends[j] - ends[j - 1] - 1 with ends[-1] = -1
-        words[1:] -= ends[:-1] + 1
-        lengths = np.maximum(words - 1, 0).astype(np.float64)  # bigrams, as pycocoevalcap
-        return sent[pos], gids.ravel()[rep], order, tf, lengths
+        lengths = np.maximum(np.bincount(sent, minlength=n_t) - 2.0, 0.0)  # bigrams, as coco
+        return sent.take(pos), ids.ravel().take(rep), order, tf, lengths

@@ -31,16 +31,19 @@ def scst_advantages(rewards: Tensor, greedy_rewards: Tensor) -> Tensor:
     return rewards - greedy.view(-1, *([1] * (rewards.dim() - 1)))
 
 
-def grpo_advantages(rewards: Tensor, eps: float = 1e-6) -> Tensor:
+def grpo_advantages(rewards: Tensor, eps: float = 1e-6, scale: bool = True) -> Tensor:
     """Group-normalised advantages ``(r - mean_g r) / (std_g r + eps)`` per prompt.
 
     ``std`` is the population standard deviation of the group (a group whose rewards are
-    all equal gets advantages 0).
+    all equal gets advantages 0). ``scale=False``: ``r - mean_g r`` only (as in Dr. GRPO:
+    a group whose rewards barely differ keeps small advantages instead of unit ones).
     """
     rewards = torch.as_tensor(rewards, dtype=torch.float32)
     if rewards.dim() != 2:
         raise ValueError(f"rewards must be [B, G], got {tuple(rewards.shape)}")
     mean = rewards.mean(dim=1, keepdim=True)
+    if not scale:
+        return rewards - mean
     std = rewards.std(dim=1, unbiased=False, keepdim=True)
     return (rewards - mean) / (std + eps)
 

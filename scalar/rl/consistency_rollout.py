@@ -3,11 +3,14 @@
 Policy rows per image: (a) ``describe <region>.`` for a proposal R; (b) ``what is
 <region>?`` for R as a box, a point and a mask prompt; (c) where the image has referring
 expressions (text only), the expression is grounded greedily to B1 and ``describe <region>.``
-is asked for B1. After sampling, every description is grounded greedily with ``where is
+is asked for B1; (d) ``ground`` rows: the grounding itself is the action
+(:mod:`scalar.rl.grounding`): ``where is {query}?`` for text-only queries of the image,
+a box B sampled per row, described greedily (D) and D grounded greedily again (B').
+After sampling, every description is grounded greedily with ``where is
 {description}?``; the reward contexts feed :mod:`scalar.rewards.consistency`:
 (a) ``describe_then_ground_reward(R, R', other proposals)``; (b) the share of the other
-prompt kinds' greedy answers the sampled category agrees with; (c) ``IoU(B1, R')``.
-Boxes are xyxy in [0, 1].
+prompt kinds' greedy answers the sampled category agrees with; (c) ``IoU(B1, R')``;
+(d) ``query_agreement_reward(query, D)`` and ``IoU(B, B')``. Boxes are xyxy in [0, 1].
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import numpy as np
 import torch
 
 from scalar.rewards.consistency import prompt_format_agreement
-from scalar.rl.rollout import caption_sample, collate_prompts, rec_sample, roc_sample
+from scalar.rl.grounding import _norm_box, _px, greedy_texts, ground, ground_context, ground_rows
+from scalar.rl.rollout import caption_sample, roc_sample
 from scalar.train.batch import row_image
 
-ROLES = ("describe", "format", "gdg")
+ROLES = ("describe", "format", "gdg", "ground")
 
 
 def format_agreement_reward(
@@ -40,38 +44,14 @@ def format_agreement_reward(
     return out
 
 
-def _norm_box(box_px: Sequence[float], size: Sequence[int]) -> tuple[float, ...]:
-    w, h = size
-    return (box_px[0] / w, box_px[1] / h, box_px[2] / w, box_px[3] / h)
-
-
-def _px(box01: Sequence[float], size: Sequence[int]) -> tuple[float, ...]:
-    w, h = size
-    return (box01[0] * w, box01[1] * h, box01[2] * w, box01[3] * h)
-
-
-@torch.no_grad()
-def ground(model, collator, images, infos, texts, max_new_tokens: int, device=None):
-    """Greedy grounding of each text with ``where is {text}?`` -> first box in [0, 1] or None."""
-    if not texts:
-        return []
-    samples = [rec_sample(info, t) for info, t in zip(infos, texts)]
-    batch = collate_prompts(collator, samples, images, device)
-    gen = model.generate(batch, max_new_tokens=max_new_tokens, do_sample=False)
-    return [tuple(b[0]) if b else None for b in gen["boxes"]]
-
-
-@torch.no_grad()
-def greedy_texts(model, collator, samples, images, max_new_tokens: int, device=None):
-    batch = collate_prompts(collator, samples, images, device)
-    return model.generate(batch, max_new_tokens=max_new_tokens, do_sample=False)["texts"]
-
-
 class ConsistencyRollout:
     """Builds the policy rows of a prompt-image batch and the reward contexts of samples.
 
     ``roles``: which of describe / format / gdg rows to build; ``kinds``: prompt kinds of
-    the format rows; ``ground_tokens``: budget of the greedy groundings and anchors.
+    the format rows; ``ground_tokens``: budget of the greedy groundings and anchors;
+    ``ground_queries``: ground rows per image (distinct queries, when it has that many);
+    ``describe_tokens``: budget of the greedy descriptions of sampled boxes;
+    ``category_names``: the vocabulary of category words (mutual exclusivity of ground rows).
     """
 
     def __init__(
@@ -81,6 +61,9 @@ class ConsistencyRollout:
         kinds: Sequence[str] = ("box", "point", "mask"),
         ground_tokens: int = 8,
         seed: int = 0,
+        ground_queries: int = 2,
+        describe_tokens: int = 16,
+        category_names: Sequence[str] = (),
     ):
         unknown = sorted(set(roles) - set(ROLES))
         if unknown:
@@ -89,13 +72,15 @@ class ConsistencyRollout:
             raise ValueError("format consistency needs >= 2 prompt kinds")
         self.collator, self.roles, self.kinds = collator, tuple(roles), tuple(kinds)
         self.ground_tokens = int(ground_tokens)
+        self.ground_queries, self.describe_tokens = int(ground_queries), int(describe_tokens)
+        self.names = frozenset(category_names)
         self.rng = np.random.default_rng(seed)
 
     # ------------------------------------------------------------------ prompts
     def prompts(self, model, items: Sequence[dict], device=None):
         """Policy prompt rows ``(samples, images)``; meta carries what the rewards need."""
         samples, images = [], []
-        gdg_items = []
+        gdg_items, ground_items = [], []
         for i, it in enumerate(items):
             info, size, props = it["scene"].image, it["size"], list(it["proposals"])
             k = int(self.rng.integers(len(props)))
@@ -111,6 +96,10 @@ class ConsistencyRollout:
                     samples.append(roc_sample(info, region, kind, mask, role="format",
                                               prompt_kind=kind, region=r01, item=i))  # fmt: skip
                     images.append(it["image"])
+            if "ground" in self.roles and it.get("expressions"):
+                exprs = it["expressions"]
+                pick = self.rng.permutation(len(exprs))[: self.ground_queries].tolist()
+                ground_items.append((i, it, pick))
             if "gdg" in self.roles and it.get("expressions"):
                 expr = it["expressions"][int(self.rng.integers(len(it["expressions"])))]
                 gdg_items.append((i, it, expr))
@@ -125,6 +114,9 @@ class ConsistencyRollout:
                 samples.append(caption_sample(it["scene"].image, box, "box", role="gdg",
                                               first=tuple(b1), expression=expr, item=i))  # fmt: skip
                 images.append(it["image"])
+        if ground_items:
+            rows, imgs = ground_rows(model, self.collator, ground_items, self.names, device)
+            samples, images = samples + rows, images + imgs
         self._anchor_formats(model, samples, images, device)
         return samples, images
 
@@ -187,6 +179,12 @@ class ConsistencyRollout:
                 "anchors": [samples[j].meta.get("anchors", {}) for j in rows],
             }))  # fmt: skip
         return out
+
+    def ground_contexts(self, model, batch: Mapping[str, Any], boxes: Sequence, device=None,
+                        describe: bool = True):  # fmt: skip
+        """Reward contexts of ``ground`` rows sampled at ``boxes`` (see ``ground_context``)."""
+        tokens = (self.describe_tokens, self.ground_tokens) if describe else None
+        return ground_context(model, self.collator, batch, boxes, tokens, device)
 
     @torch.no_grad()
     def embeddings(self, model, batch, rows, regions01, texts):

@@ -118,6 +118,7 @@ class PromptImages(Dataset):
             boxes = random_boxes(w, h, self.max_proposals, rng)
             masks = [None] * len(boxes)
         expressions = [s for ref in scene.refs for s in ref.sentences]
+        expressions += scene.meta.get("queries", [])  # text-only queries (folder corpora)
         image = load_image(path, self.image_size, self.mean, self.std)
         return {"scene": scene, "image": image, "proposals": boxes, "masks": masks,
                 "expressions": expressions, "size": (w, h)}  # fmt: skip

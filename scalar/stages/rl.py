@@ -6,7 +6,10 @@ prompt with ``model.generate(do_sample=True)`` (KV cache), scores them with the 
 reward registry and updates the policy with log-probabilities recomputed teacher-forced
 (with gradients). Rollouts and the policy pass run in eval mode so that the sampled and
 the trained distributions are the same (no dropout / batch-norm updates). Validation is
-the align stage's (greedy REC / ROC / caption metrics).
+the align stage's (greedy REC / ROC / caption metrics). ``ground`` rows (image prompts
+with text-only queries) make the grounding itself the action: a grid cell is sampled
+from the spatial decoder's attention (:mod:`scalar.rl.grounding`); their loss is added
+to the text rows' loss.
 """
 
 from __future__ import annotations
@@ -25,12 +28,21 @@ from torch import Tensor, nn
 from scalar.rewards.combine import Rewards
 from scalar.rl.advantages import dpo_loss, grpo_advantages, grpo_loss, scst_advantages
 from scalar.rl.consistency_rollout import ROLES, ConsistencyRollout
+from scalar.rl.grounding import (
+    categorical_kl,
+    cell_logprobs,
+    geometry_logprob,
+    placed_boxes,
+    sample_cells,
+    sample_geometry,
+)
 from scalar.rl.labeled import caption_scorer, labeled_contexts, labeled_prompts
 from scalar.rl.prompts import prompt_loader
 from scalar.rl.rollout import (
     collate_prompts,
     extend_prompts,
     frozen_copy,
+    repeat_rows,
     sample_groups,
     take_rows,
     token_logprobs,
@@ -63,7 +75,12 @@ class RLModule(AlignModule):
     the best sample's tokens kept as the refinement prefix), ``source`` (images |
     labeled), ``prompt_split`` / ``prompt_batch_size`` / ``proposals`` /
     ``max_proposals`` (image prompts), ``roles`` / ``prompt_kinds`` / ``ground_tokens``
-    (consistency pipeline), ``labeled_tasks``, ``norm_clip``, ``table_every`` /
+    / ``ground_queries`` / ``describe_tokens`` / ``ground_temperature`` /
+    ``ground_describe`` (consistency pipeline; ``ground`` rows sample cells from
+    ``softmax(attention logits / t)``; with ``ground_describe`` each sampled box is also
+    described and the description grounded again, for the describe-based terms;
+    ``ground_geometry_std``: (centre std in cells, log-size std) of the sampled geometry),
+    ``labeled_tasks``, ``norm_clip``, ``table_every`` /
     ``table_rows`` / ``table_dir`` (sample table), ``seed``.
     """
 
@@ -83,6 +100,7 @@ class RLModule(AlignModule):
         kl_beta: float = 0.04,
         clip_eps: float = 0.2,
         adv_eps: float = 1e-6,
+        adv_std: bool = True,
         dpo_beta: float = 0.1,
         dpo_score_terms: Sequence[str] = ("semantic", "localization"),
         refine_fraction: float = 0.5,
@@ -94,6 +112,11 @@ class RLModule(AlignModule):
         roles: Sequence[str] = ROLES,
         prompt_kinds: Sequence[str] = ("box", "point", "mask"),
         ground_tokens: int = 8,
+        ground_queries: int = 4,
+        describe_tokens: int = 16,
+        ground_temperature: float = 1.0,
+        ground_describe: bool = False,
+        ground_geometry_std: Sequence[float] = (0.15, 0.05),
         labeled_tasks: Sequence[str] = ("rec", "caption"),
         norm_clip: float | None = None,
         table_every: int = 50,
@@ -131,12 +154,16 @@ class RLModule(AlignModule):
                            "top_p": float(top_p), "max_new_tokens": int(rollout_tokens)}  # fmt: skip
         self.temperature = float(temperature)
         self.kl_beta, self.clip_eps, self.adv_eps = float(kl_beta), float(clip_eps), float(adv_eps)
+        self.adv_std = bool(adv_std)
         self.dpo_beta, self.refine_fraction = float(dpo_beta), float(refine_fraction)
         self.dpo_score_terms = tuple(_plain(dpo_score_terms))
         self.prompt_split, self.prompt_batch_size = prompt_split, int(prompt_batch_size)
         self.proposals, self.max_proposals = proposals, int(max_proposals)
         self.roles, self.prompt_kinds = tuple(_plain(roles)), tuple(_plain(prompt_kinds))
         self.ground_tokens, self.labeled_tasks = int(ground_tokens), tuple(_plain(labeled_tasks))
+        self.ground_queries, self.describe_tokens = int(ground_queries), int(describe_tokens)
+        self.ground_temperature, self.ground_describe = float(ground_temperature), ground_describe
+        self.ground_geometry_std = tuple(float(v) for v in _plain(ground_geometry_std))
         self.table_every, self.table_rows, self.table_dir = (
             int(table_every),
             int(table_rows),
@@ -160,9 +187,11 @@ class RLModule(AlignModule):
         dm.setup("fit")
         self.collator = dm.collator
         if self.source == "images":
+            names = {c.name for corpus in dm.read_corpora().values() for c in corpus.categories}
             self.consistency = ConsistencyRollout(
-                self.collator, self.roles, self.prompt_kinds, self.ground_tokens, self.seed
-            )
+                self.collator, self.roles, self.prompt_kinds, self.ground_tokens, self.seed,
+                self.ground_queries, self.describe_tokens, sorted(names),
+            )  # fmt: skip
             split, bs, props, n, seed = (self.prompt_split, self.prompt_batch_size,
                                          self.proposals, self.max_proposals, self.seed)  # fmt: skip
             dm.train_dataloader = lambda: prompt_loader(dm, split, bs, props, n, seed)
@@ -179,13 +208,19 @@ class RLModule(AlignModule):
         return self._ref[0]
 
     # ------------------------------------------------------------------ rollouts
-    def prompt_batch(self, batch: Mapping[str, Any]) -> dict | None:
+    def prompt_batch(self, batch: Mapping[str, Any]) -> dict:
+        """``{"text": rows whose completions are sampled, "ground": rows whose boxes are}``
+        (either ``None`` when the step has no such rows)."""
         if self.source == "labeled":
-            return labeled_prompts(batch, self.labeled_tasks)
+            return {"text": labeled_prompts(batch, self.labeled_tasks), "ground": None}
         samples, images = self.consistency.prompts(self.model, batch["items"], self.device)
-        if not samples:
-            return None
-        return collate_prompts(self.collator, samples, images, self.device)
+        out = {}
+        for part, keep in (("text", False), ("ground", True)):
+            rows = [j for j, s in enumerate(samples) if (s.meta.get("role") == "ground") == keep]
+            out[part] = collate_prompts(
+                self.collator, [samples[j] for j in rows], [images[j] for j in rows], self.device
+            ) if rows else None  # fmt: skip
+        return out
 
     def score(self, batch: Mapping[str, Any], gen: Mapping[str, Any], update: bool = True):
         if self.source == "labeled":
@@ -194,31 +229,46 @@ class RLModule(AlignModule):
             contexts = self.consistency.contexts(self.model, batch, gen, self.device)
         return score_rows(self.rewards, contexts, len(gen["texts"]), self.extra, update)
 
+    def score_ground(self, batch: Mapping[str, Any], boxes: Sequence, update: bool = True):
+        """``(total [N], log, contexts)`` of ``ground`` rows whose boxes are ``boxes``."""
+        ctx = self.consistency.ground_contexts(
+            self.model, batch, boxes, self.device, self.ground_describe
+        )
+        total, logd, _, _ = score_rows(self.rewards, ctx, len(boxes), self.extra, update)
+        return total, logd, ctx
+
     def training_step(self, batch: Mapping[str, Any], batch_idx: int):
         was = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
                 prompts = self.prompt_batch(batch)
-            if prompts is None:
+            if prompts["text"] is None and prompts["ground"] is None:
                 log.warning("no RL prompts in batch %d: step skipped", batch_idx)
                 return None
-            step = self._dpo if self.algo == "dpo" else self._policy_gradient
-            result = step(prompts)
+            results = []
+            if prompts["text"] is not None:
+                step = self._dpo if self.algo == "dpo" else self._policy_gradient
+                results.append(("", prompts["text"], step(prompts["text"])))
+            if prompts["ground"] is not None:
+                results.append(("ground/", prompts["ground"], self._ground(prompts["ground"])))
         finally:
             self.model.train(was)
-        if result is None:
+        results = [r for r in results if r[2] is not None]
+        if not results:
             log.warning("no reward term applies to the rows of batch %d: step skipped", batch_idx)
             return None
-        loss, stats, rep, gen, scores = result
-        n = len(prompts["prompt_input_ids"])
+        loss = sum(r[2][0] for r in results)
+        n = sum(len(r[1]["prompt_input_ids"]) for r in results)
         if self._bad(not bool(torch.isfinite(loss.detach()).all())):
             return self._non_finite(batch, batch_idx, loss)
+        stats = {f"{pre}{k}": v for pre, _, r in results for k, v in r[1].items()}
         self._log_terms("train", {"loss": loss, **stats}, n, on_step=True, on_epoch=False)
-        total, logd = scores
-        for name, value in logd.items():
-            self.log(f"train/reward/{name}", float(value), on_step=True, batch_size=n)
-        self._table(rep, gen, total)
+        for pre, part, (_, _, rep, gen, (total, logd)) in results:
+            m = len(part["prompt_input_ids"])
+            for name, value in logd.items():
+                self.log(f"train/reward/{pre}{name}", float(value), on_step=True, batch_size=m)
+            self._table(rep, gen, total)
         return loss
 
     def _policy_gradient(self, prompts):
@@ -232,7 +282,7 @@ class RLModule(AlignModule):
         tokens, lengths = gen["tokens"], gen["lengths"]
         new, mask = token_logprobs(self.model, rep, tokens, lengths, self.temperature)
         if self.algo == "grpo":
-            adv = grpo_advantages(rewards, self.adv_eps)
+            adv = grpo_advantages(rewards, self.adv_eps, self.adv_std)
             old = gen["logprobs"].to(new)
         else:
             with torch.no_grad():
@@ -248,7 +298,7 @@ class RLModule(AlignModule):
         loss, stats = grpo_loss(new, old, ref, adv.reshape(-1), mask, self.clip_eps, self.kl_beta)
         stats["advantage_abs"] = adv.abs().mean()
         stats["completion_len"] = lengths.float().mean()
-        self._last_adv = adv.reshape(-1).detach().cpu()
+        gen["advantage"] = adv.reshape(-1).detach().cpu()
         return loss, stats, rep, gen, (total, logd)
 
     # ------------------------------------------------------------------ DPO
@@ -308,7 +358,66 @@ class RLModule(AlignModule):
             ref = token_logprobs(self.reference, pair, tokens, lengths, 1.0)[0]
         seq_pol, seq_ref = pol.sum(1), ref.sum(1)
         loss, stats = dpo_loss(seq_pol[:b], seq_pol[b:], seq_ref[:b], seq_ref[b:], self.dpo_beta)
-        self._last_adv = torch.as_tensor(first.reshape(-1), dtype=torch.float32)
+        gen["advantage"] = torch.as_tensor(first.reshape(-1), dtype=torch.float32)
+        return loss, stats, rep, gen, (total, logd)
+
+    # ------------------------------------------------------------------ grounding rows
+    def _ground(self, prompts):
+        """One update of ``ground`` rows: G cells sampled per query from the decoder's
+        attention, boxes scored by the consistency terms, and GRPO (clipped ratio and the
+        exact categorical KL to the reference), SCST (greedy box as the baseline) or DPO
+        (best vs worst sampled box; no refinement) on the cells' log-probabilities."""
+        g, t = self.group_size, self.ground_temperature
+        rep = repeat_rows(prompts, g)
+        policy = cell_logprobs(self.model, prompts, t)  # with gradients
+        logp, stds = policy["logp"], self.ground_geometry_std
+        h, w = policy["grid_hw"]
+        offset = policy["offset"].repeat_interleave(g, 0)
+        log_size = policy["log_size"].repeat_interleave(g, 0)
+        with torch.no_grad():
+            cells = sample_cells(logp, g)
+            taken = sample_geometry(offset, log_size, stds, (1 / w, 1 / h))
+            boxes = placed_boxes(cells, *taken, policy["grid_hw"])
+            total, logd, contexts = self.score_ground(rep, boxes.tolist())
+            ref = cell_logprobs(self.reference, prompts, t)
+        if not logd["coverage"]:
+            return None
+        rewards = torch.as_tensor(total, dtype=torch.float32, device=self.device).view(-1, g)
+        row_lp = logp.repeat_interleave(g, 0).gather(1, cells[:, None])[:, 0]
+        new = row_lp + geometry_logprob(offset, log_size, taken, stds, (1 / w, 1 / h))
+        new = new[:, None]  # [N*G, 1]: one action per row
+        # KL of the temperature-1 distributions: the ones the greedy box averages over
+        kl = categorical_kl(policy["greedy_logp"], ref["greedy_logp"]).mean()
+        if self.algo == "dpo":
+            best, worst = rewards.argmax(1), rewards.argmin(1)
+            base = torch.arange(len(rewards), device=self.device) * g
+            ref_c = ref["logp"].repeat_interleave(g, 0).gather(1, cells[:, None])[:, 0]
+            ref_c = ref_c + geometry_logprob(
+                ref["offset"].repeat_interleave(g, 0), ref["log_size"].repeat_interleave(g, 0),
+                taken, stds, (1 / w, 1 / h),
+            )  # fmt: skip
+            pol_c = new[:, 0]
+            loss, stats = dpo_loss(pol_c[base + best], pol_c[base + worst],
+                                   ref_c[base + best], ref_c[base + worst], self.dpo_beta)  # fmt: skip
+            adv = rewards.reshape(-1)
+        else:
+            if self.algo == "grpo":
+                adv = grpo_advantages(rewards, self.adv_eps, self.adv_std)
+            else:
+                greedy = policy["boxes"].detach().tolist()
+                g_total = self.score_ground(prompts, greedy, update=False)[0]
+                adv = scst_advantages(rewards, torch.as_tensor(g_total, device=self.device))
+                logd["greedy"] = float(np.mean(g_total))
+            ones = torch.ones_like(new)
+            loss, stats = grpo_loss(new, new.detach(), None, adv.reshape(-1), ones, self.clip_eps)
+            loss = loss + self.kl_beta * kl
+        stats.update(kl=kl.detach(), advantage_abs=adv.abs().mean())
+        texts = contexts[0][1].get("descriptions") if contexts else None
+        texts = [f" -> {d}" for d in texts] if texts else [""] * len(cells)
+        gen = {
+            "texts": [f"{[round(v, 3) for v in b]}{d}" for b, d in zip(boxes.tolist(), texts)],
+            "advantage": adv.reshape(-1).detach().cpu(),
+        }
         return loss, stats, rep, gen, (total, logd)
 
     def _decode(self, ids: Sequence[int]) -> str:
@@ -321,7 +430,7 @@ class RLModule(AlignModule):
         step = int(self.global_step)
         if self.table_every <= 0 or step % self.table_every or not self.trainer.is_global_zero:
             return
-        adv = getattr(self, "_last_adv", None)
+        adv = gen.get("advantage")
         cols = ["step", "algo", "task", "prompt", "completion", "reward", "advantage"]
         data = []
         for j, s in enumerate(rep["samples"][: self.table_rows]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -77,3 +78,39 @@ def test_errors(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"\x00" * 100)
     with pytest.raises(ValueError, match="readable"):
         read_image_folder(tmp_path)
+
+
+def test_text_only_queries_from_a_sidecar(folder, tmp_path_factory):
+    root, _ = folder
+    side = tmp_path_factory.mktemp("q") / "queries.json"
+    side.write_text(
+        json.dumps(
+            {
+                "b.png": ["the red circle", " the top star "],
+                "sub/c.JPEG": [],
+                "a.jpg": "not a list",
+                "sub/deeper/d.png": ["ok", ""],
+                "gone.png": ["no such image"],
+            }
+        )
+    )
+    corpus = read_image_folder(root, queries=side)
+    got = {s.image.id: s.meta.get("queries") for s in corpus.scenes}
+    assert got["b.png"] == ["the red circle", "the top star"]
+    assert got["sub/c.JPEG"] == [] and got["a.jpg"] is None and got["sub/deeper/d.png"] is None
+    assert all(not s.refs for s in corpus.scenes)  # no expression is tied to an object
+    assert corpus.skips.counts["bad_query"] == 2  # a.jpg (not a list), d.png (empty text)
+    assert corpus.skips.counts["query_without_image"] == 1
+
+
+def test_missing_or_malformed_queries_are_one_line_errors(folder, tmp_path):
+    root, _ = folder
+    with pytest.raises(FileNotFoundError, match="queries file not found"):
+        read_image_folder(root, queries=tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_image_folder(root, queries=bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must map image paths"):
+        read_image_folder(root, queries=bad)

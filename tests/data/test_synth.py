@@ -17,6 +17,7 @@ from pycocotools import mask as mask_utils
 from torchvision.ops import box_iou
 
 from scalar.data.synth import SynthConfig, build_synthetic
+from scalar.data.synth.build import make_scene
 from scalar.data.synth.relations import relation_holds
 
 SMALL = dict(n_train=40, n_val=6, n_test=6, n_heldout=10, n_unlabeled=12)
@@ -64,7 +65,7 @@ def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
     again = build_synthetic(tmp_path / "a", seed=0, workers=2, **SMALL)
     assert again == manifest
     first = _hashes(root)
-    n_json = 4 + 2 + 5 + 1 + 4 + 1  # coco, refcoco, vg, splits, lvis, manifest
+    n_json = 4 + 2 + 5 + 1 + 4 + 1 + 1  # coco, refcoco, vg, splits, lvis, manifest, queries
     assert len(first) == n_json + sum(SMALL.values())
     assert _hashes(tmp_path / "a") == first
     build_synthetic(tmp_path / "b", seed=1, **SMALL)
@@ -365,3 +366,24 @@ def test_bad_options_are_clear_errors(tmp_path):
                         held_out_categories=("heart",))  # fmt: skip
     assert [c["name"] for c in m["categories"]] == ["circle", "square", "heart"]
     assert m["counts"]["train"]["images"] == 2 and m["options"]["max_objects"] == 3
+
+
+def test_unlabeled_queries_are_text_only_and_leave_the_images_alone(corpus, tmp_path):
+    root, manifest = corpus
+    queries = json.loads((root / "unlabeled/queries.json").read_text())
+    pngs = sorted(p.name for p in (root / "unlabeled").glob("*.png"))
+    assert sorted(queries) == pngs and "unlabeled/queries.json" in manifest["files"]
+    cfg = SynthConfig(seed=0, **SMALL)
+    held = set(manifest["held_out_categories"])
+    names = {c["name"] for c in manifest["categories"]}
+    for i, name in enumerate(pngs):
+        again = make_scene(cfg, "unlabeled", i, 0, str(tmp_path / name))
+        # the same scene re-rendered: same pixels, and the file lists its queries
+        assert (tmp_path / name).read_bytes() == (root / "unlabeled" / name).read_bytes()
+        assert queries[name] == again["queries"]
+        present = {o["category"] for o in again["objects"]}
+        for q in queries[name]:
+            said = {w for w in q.split() if w in names}
+            assert said and said <= present, (q, present)  # names only shapes in the image
+    texts = [q for qs in queries.values() for q in qs]
+    assert texts and any(h in t.split() for t in texts for h in held)

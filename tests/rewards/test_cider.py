@@ -185,3 +185,51 @@ def test_reference_sets_without_ngrams():
     assert np.abs(CiderD(tokenize=str.split).score(cands, refs) - expect).max() < 1e-9
     scorer = CiderD([["a b"], ["c"]], tokenize=str.split)
     assert scorer.score(["a b"], [[""]]).tolist() == [0.0]  # only the empty set cached so far
+
+
+def test_interning_after_lookups_keeps_ids_exact():
+    # candidates search a sorted copy of the n-gram table; n-grams interned after a search
+    # must be merged into it, whatever the order of interning and searching
+    rng = random.Random(5)
+    batches = [[_sentence(rng, 1, 8) for _ in range(30)] for _ in range(3)]
+    index = NgramIndex(4, str.split)
+    for texts in batches:
+        before = index.count(texts, intern=False)  # some n-grams unknown so far
+        assert (before[1] == -1).any()
+        interned = index.count(texts, intern=True)
+        after = index.count(texts, intern=False)
+        for x, y in zip(interned, after):
+            np.testing.assert_array_equal(x, y)
+    sent, ids, _, _, _ = index.count(batches[0] + batches[2], intern=False)
+    assert (ids >= 0).all() and len(set(zip(sent.tolist(), ids.tolist()))) == len(ids)
+
+
+def test_a_word_spelled_like_the_batch_separator():
+    # "\x00" separates texts when simple_tokenize runs on a joined batch; a reference can
+    # also make it a word of its own, which must score as an ordinary word
+    refs = [["a \x00 b", "a b c"], ["b \x00", "c a b"]]
+    tok = lambda s: " ".join(simple_tokenize(s))  # noqa: E731
+    scorer = CiderD()
+    for cands in (["a \x00 b", "b a"], ["a b c", "c b"]):  # the second: no "\x00" at all
+        _, expect = _pycoco([tok(c) for c in cands], [[tok(r) for r in rs] for rs in refs])
+        assert np.abs(scorer.score(cands, refs) - expect).max() < 1e-9
+    assert "\x00" in scorer._index.words
+
+
+def test_corpus_ids_mixed_with_literal_sets_and_bad_ids():
+    corpus = [["a b c", "a b"], ["c d", "d c b"], ["e f"]]
+    scorer = CiderD(corpus, tokenize=str.split)
+    cands = ["a b", "c d b", "e f f"]
+    expect = scorer.score(cands, [corpus[0], corpus[1], corpus[2]])  # all as text
+    for refs in ([0, 1, 2], [np.int64(0), 1, 2], [0, corpus[1], 2], [0, 1, np.int32(2)]):
+        assert np.abs(scorer.score(cands, refs) - expect).max() < 1e-12
+    with pytest.raises(IndexError, match="refs_corpus"):
+        scorer.score(["a"], [-1])  # no wrap-around
+    with pytest.raises(IndexError, match="refs_corpus"):
+        scorer.score(["a", "b"], [0, 3])
+
+
+def test_batches_without_candidate_ngrams():
+    for scorer in (CiderD(), CiderD([["a b"], ["c"]])):
+        assert scorer.score([""], [["a b"]]).tolist() == [0.0]
+        assert scorer.score(["", " ,"], [["a"], "b"]).tolist() == [0.0, 0.0]

@@ -17,6 +17,7 @@ from scalar.rewards import (
     counting_reward,
     describe_then_ground_reward,
     entropy_regulariser,
+    exclusive_grounding_reward,
     exhaustiveness_reward,
     first_box,
     ground_describe_ground_reward,
@@ -26,6 +27,7 @@ from scalar.rewards import (
     parse_count,
     prompt_format_agreement,
     prompt_format_consistency_reward,
+    query_agreement_reward,
     semantic_reward,
     varentropy_entropy_penalty,
 )
@@ -195,3 +197,42 @@ def test_entropy_against_categorical_and_gradients():
     assert loss.item() == pytest.approx((var - ent).mean().item())
     loss.backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_query_agreement_reward_hand_worked():
+    queries = [
+        "the red heart near the star",  # content: red, heart, near, star
+        "where is the Heart?",  # content: heart
+        "the top circle",
+        "the of a",  # no content words
+        "the blue square",
+    ]
+    descriptions = [
+        "a small red circle near a star",  # red, near, star -> 3/4
+        "a large red heart",  # heart -> 1
+        "a circle above a circle",  # circle -> 1/2
+        "anything",
+        None,  # nothing was described
+    ]
+    out = query_agreement_reward(queries, descriptions)
+    np.testing.assert_allclose(out, [0.75, 1.0, 0.5, 0.0, 0.0])
+    with pytest.raises(ValueError, match="queries for"):
+        query_agreement_reward(["a"], [])
+
+
+def test_exclusive_grounding_reward_hand_worked():
+    a, b = (0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0)
+    half = (0.0, 0.0, 0.5, 0.25)  # IoU with a: 0.5
+    out = exclusive_grounding_reward(
+        [a, a, half, b, None],
+        [[a, b], [a, b], [a, b], [a], [a]],
+        [[], [a], [b], [], []],
+        penalty=1.0,
+    )
+    # on a, unclaimed: 1; on a, claimed by a more confident query: 1 - 1; half on a and
+    # away from the claim b: 0.5; b is no proposal: 0; nothing grounded: 0
+    np.testing.assert_allclose(out, [1.0, 0.0, 0.5, 0.0, 0.0])
+    out = exclusive_grounding_reward([half], [[a]], [[a]], penalty=0.5)
+    np.testing.assert_allclose(out, [0.25])
+    with pytest.raises(ValueError, match="proposal lists"):
+        exclusive_grounding_reward([a], [], [[]])

@@ -33,6 +33,7 @@ def align_ckpt(tiny_corpus: Path, tmp_path_factory) -> Path:
 RL_FAST = [
     "stage=rl",
     "rl.group_size=2",
+    "stage.module.roles=[describe,format,gdg,ground]",
     "rl.max_new_tokens=4",
     "rl.prompt_batch_size=1",
     "rl.table_every=1",

@@ -24,6 +24,14 @@ def test_grpo_advantages_are_group_normalised():
     assert torch.equal(adv[1], torch.zeros(3))  # equal rewards: no signal
 
 
+def test_grpo_advantages_without_std_scaling_keep_small_differences_small():
+    rewards = torch.tensor([[1.0, 2.0, 3.0], [0.50, 0.51, 0.52]])
+    adv = grpo_advantages(rewards, scale=False)
+    assert torch.allclose(adv, torch.tensor([[-1.0, 0.0, 1.0], [-0.01, 0.0, 0.01]]), atol=1e-6)
+    scaled = grpo_advantages(rewards)
+    assert torch.allclose(scaled[1], scaled[0], atol=1e-3)  # std scaling: both unit-sized
+
+
 def _hand_case(adv: float, beta: float = 0.0):
     new = torch.tensor([[math.log(1.5), math.log(0.9), 7.0]], requires_grad=True)
     old = torch.zeros(1, 3)

@@ -64,7 +64,7 @@ def test_consistency_rewards_of_a_hand_built_case(tiny_corpus: Path, monkeypatch
     model = instantiate(cfg.model).eval()
     monkeypatch.setattr(model, "generate", fake_generate)
     collator = Collator(model.tokenizer, model.region_tokens)
-    rollout = ConsistencyRollout(collator, kinds=("box", "point"))
+    rollout = ConsistencyRollout(collator, ("describe", "format", "gdg"), kinds=("box", "point"))
     rollout.rng = First()  # the first proposal is R
     info = ImageInfo("img", "unused.png", 100, 100)
     item = {"scene": Scene(info), "image": torch.zeros(3, 64, 64), "size": (100, 100),

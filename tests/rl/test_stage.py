@@ -64,17 +64,20 @@ def test_fast_dev_run_of_each_algorithm(algo, tiny_corpus, align_ckpt, tmp_path)
     assert math.isfinite(m["train/loss"])
     for name in ("describe_ground", "format_agreement", "semantic", "total"):
         assert f"train/reward/{name}" in m  # every term logged on its own
+    assert "train/reward/ground/exclusive_grounding" in m  # grounding rows: their own terms
     if algo == "dpo":
-        assert {"train/margin", "train/accuracy"} <= set(m)
+        assert {"train/margin", "train/accuracy", "train/ground/margin"} <= set(m)
     else:
         assert m["train/kl"] == pytest.approx(0.0, abs=1e-6)  # first step: policy == reference
+    assert m["train/ground/kl"] == pytest.approx(0.0, abs=1e-6)
     rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "rl_samples.csv").open()))
-    assert rows and {r["task"] for r in rows} <= {"describe", "format", "gdg"}
+    assert rows and {r["task"] for r in rows} <= {"describe", "format", "gdg", "ground"}
+    assert "ground" in {r["task"] for r in rows}
     assert all(r["algo"] == algo for r in rows)
-    assert len(fake.tables) == 1 and fake.tables[0]["key"] == "train/samples"
-    assert [list(map(str, r[4:5])) for r in fake.tables[0]["data"]] == [
+    assert len(fake.tables) == 2 and {t["key"] for t in fake.tables} == {"train/samples"}
+    assert [list(map(str, r[4:5])) for t in fake.tables for r in t["data"]] == [
         [r["completion"]] for r in rows
-    ]  # the W&B table holds the CSV's completions
+    ]  # the W&B tables hold the CSV's completions
 
 
 def test_a_step_changes_trainable_parameters_only(tiny_corpus, align_ckpt, tmp_path, monkeypatch):
@@ -87,6 +90,13 @@ def test_a_step_changes_trainable_parameters_only(tiny_corpus, align_ckpt, tmp_p
         return np.arange(len(total), dtype=np.float64) % 2, log, terms, applies
 
     monkeypatch.setattr(RLModule, "score", varied)
+    real_ground = RLModule.score_ground
+
+    def varied_ground(self, batch, boxes, update=True):
+        total, log, ctx = real_ground(self, batch, boxes, update)
+        return np.arange(len(total), dtype=np.float64) % 2, log, ctx
+
+    monkeypatch.setattr(RLModule, "score_ground", varied_ground)
     parts = build(cfg)
     module = parts["module"]
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
@@ -94,13 +104,15 @@ def test_a_step_changes_trainable_parameters_only(tiny_corpus, align_ckpt, tmp_p
     assert all(torch.equal(before[k], saved["model." + k]) for k in before)  # init_from applied
     parts["trainer"].fit(module, datamodule=parts["datamodule"])
     trainable = {n for n, p in module.model.named_parameters() if p.requires_grad}
-    assert not any(n.startswith(("vision.", "spatial.", "region_proj", "concept_proj"))
+    assert not any(n.startswith(("vision.", "region_proj", "concept_proj"))
                    for n in trainable)  # fmt: skip
+    assert any(n.startswith("spatial.") for n in trainable)  # the grounding rows' policy
     after = module.model.state_dict()
     frozen = [n for n, _ in module.model.named_parameters() if n not in trainable]
     assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
     changed = [n for n in trainable if not torch.equal(before[n], after[n])]
     assert any(n.startswith("llm.") for n in changed)
+    assert any(n.startswith("spatial.") for n in changed)
     # the reference stays the initial policy
     ref = dict(module.reference.named_parameters())
     assert all(torch.equal(ref[n], before[n]) for n in changed)

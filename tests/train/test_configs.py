@@ -291,3 +291,11 @@ def test_hydra_run_folders_are_timestamped_per_task():
     assert cfg.hydra.sweep.dir.startswith(f"{cfg.paths.log_dir}/foo/multiruns/")
     raw = OmegaConf.load(CONF / "hydra" / "default.yaml")
     assert raw.sweep._get_node("subdir")._value() == "${hydra.job.num}"  # one folder per job
+
+
+def test_the_rl_stage_brings_its_own_learning_rate():
+    assert _compose().optim.lr == pytest.approx(5e-4)  # align
+    rl = _compose("stage=rl")
+    assert rl.optim.lr == pytest.approx(2e-5) and rl.optim.scheduler.min_lr_ratio == 1.0
+    assert _compose("stage=rl", "optim=adamw").optim.lr == pytest.approx(5e-4)  # CLI wins
+    assert _compose("stage=rl", "optim.lr=1e-4").optim.lr == pytest.approx(1e-4)

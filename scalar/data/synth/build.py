@@ -4,6 +4,7 @@ Layout of ``out_dir``::
 
     images/COCO_train2014_{image_id:012d}.png     labelled images, ids from 1 over splits
     unlabeled/{i:06d}.png                         unlabeled pool (held-out shapes included)
+    unlabeled/queries.json                        {file: [expressions]}, text only (RL prompts)
     coco/annotations/instances_{split}.json       COCO instances, split in SPLITS
     refcoco/synthetic/refs(unc).p, instances.json refer-toolkit layout (+ sent_kinds)
     vg/{image_data,objects,attributes,relationships,region_descriptions}.json
@@ -20,6 +21,7 @@ unlabeled pool.
 from __future__ import annotations
 
 import gc
+import json
 import multiprocessing
 import os
 from collections import Counter
@@ -50,6 +52,7 @@ from scalar.data.synth.writers import (
 from scalar.data.synth.writers_vg import write_vg
 
 VERSION = "synthetic-shapes-1"
+QUERIES_FILE = "queries.json"  # text-only queries of the unlabeled pool
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "heldout": 3, "unlabeled": 4}
 N_NEGATIVES = 2
 MAX_AUTO_WORKERS = 4
@@ -69,12 +72,17 @@ def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: st
     s = cfg.image_size
     save_png(render(objs, s, s, cfg.noise, rng), path)
     record = {"image_id": image_id, "split": split, "width": s, "height": s, "objects": objs}
-    if split == "unlabeled":
-        return record
     size = (s, s)
-    refs, regions, rels = [], [], []
     table = expressions.scene_relations(objs, size)
     marks = [expressions.unique_attrs(objs, j, cfg.texture, size) for j in range(len(objs))]
+    if split == "unlabeled":  # query texts only (drawn after rendering: the PNG is unchanged)
+        record["queries"] = [
+            t
+            for i in range(len(objs))
+            for _, t in expressions.refer(objs, i, cfg.texture, size, rng, marks, table)
+        ]
+        return record
+    refs, regions, rels = [], [], []
     for i, o in enumerate(objs):
         object_area(o)  # cached for the writers
         if split != "heldout" or o["category"] in held:
@@ -119,6 +127,14 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+def write_queries(out: Path, unlabeled: list[dict]) -> list[str]:
+    """``unlabeled/queries.json``: ``{file name: [referring expressions]}`` of the unlabeled
+    pool, text only (no boxes, no object ids): prompts for the RL stage's grounding rows."""
+    queries = {f"{i:06d}.png": r["queries"] for i, r in enumerate(unlabeled)}
+    (out / "unlabeled" / QUERIES_FILE).write_text(json.dumps(queries, indent=0))
+    return [f"unlabeled/{QUERIES_FILE}"]
 
 
 def _run(task: tuple) -> dict:
@@ -218,8 +234,11 @@ def build_synthetic(
         files += write_vg(out, by_split)
         files += write_lvis(out, by_split, cats)
 
+        unlabeled = [r for r in records if r["split"] == "unlabeled"]
+        files += write_queries(out, unlabeled)
+
     counts = {s: _split_counts(by_split[s], True) for s in SPLITS}
-    counts["unlabeled"] = _split_counts([r for r in records if r["split"] == "unlabeled"], False)
+    counts["unlabeled"] = _split_counts(unlabeled, False)
     held = list(cfg.held_out_categories)
     manifest = {
         "version": VERSION,
