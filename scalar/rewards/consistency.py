@@ -167,28 +167,56 @@ def exclusive_grounding_reward(
     first_boxes: Sequence[Any],
     proposal_boxes: Sequence[Any],
     claimed_boxes: Sequence[Any],
+    greedy_boxes: Sequence[Any] | None = None,
     penalty: float = 1.0,
+    keep_iou: float = 0.5,
 ) -> np.ndarray:
-    """(e) ``max_k IoU(B, P_k) - penalty * max_j IoU(B, C_j)``; in [-penalty, 1].
+    """(e) ``IoU(B, P) - penalty * max_j IoU(B, C_j)``; in [-penalty, 1].
 
     ``first_boxes[i]``: where query ``i`` was grounded (B; ``None`` -> 0);
     ``proposal_boxes[i]``: region proposals of its image (P, e.g. foreground components:
-    the reward for landing on some object); ``claimed_boxes[i]``: the greedy groundings of
+    the reward for landing on an object); ``claimed_boxes[i]``: the greedy groundings of
     the image's other queries that name a different category and are more confident (C;
     mutual exclusivity: two names, two objects). Empty lists contribute 0.
+    ``greedy_boxes[i]`` (optional): the query's own greedy grounding G. Where G is on a
+    proposal (IoU >= ``keep_iou``) that no claim covers (IoU < ``keep_iou``), P is that
+    proposal: the query keeps its object and only its box is refined. Otherwise (and
+    without ``greedy_boxes``) P is the proposal B fits best.
     """
     n = len(first_boxes)
     if not len(proposal_boxes) == len(claimed_boxes) == n:
         raise ValueError(
             f"{n} boxes, {len(proposal_boxes)} proposal lists, {len(claimed_boxes)} claim lists"
         )
+    if greedy_boxes is not None and len(greedy_boxes) != n:
+        raise ValueError(f"{n} boxes, {len(greedy_boxes)} greedy boxes")
     out = np.zeros(n)
     for i, (b, props, claims) in enumerate(zip(first_boxes, proposal_boxes, claimed_boxes)):
         if b is None:
             continue
         box = as_boxes(b)[:1]
         props, claims = as_boxes(props), as_boxes(claims)
-        on = float(box_iou(box, props).max()) if len(props) else 0.0
+        on = box_iou(box, props)[0] if len(props) else torch.zeros(0, dtype=torch.float64)
         taken = float(box_iou(box, claims).max()) if len(claims) else 0.0
-        out[i] = on - penalty * taken
+        own = _kept_proposal(greedy_boxes[i] if greedy_boxes is not None else None, props,
+                             claims, keep_iou)  # fmt: skip
+        if own is not None:
+            on_value = float(on[own])
+        else:
+            on_value = float(on.max()) if len(on) else 0.0
+        out[i] = on_value - penalty * taken
     return out
+
+
+def _kept_proposal(greedy: Any, props: torch.Tensor, claims: torch.Tensor, keep_iou: float):
+    """Index of the proposal the greedy box sits on, if no claim covers it; else None."""
+    if greedy is None or not len(props):
+        return None
+    g = as_boxes(greedy)[:1]
+    fit = box_iou(g, props)[0]
+    k = int(fit.argmax())
+    if float(fit[k]) < keep_iou:
+        return None
+    if len(claims) and float(box_iou(props[k : k + 1], claims).max()) >= keep_iou:
+        return None
+    return k

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from scalar.rewards.consistency import prompt_format_agreement
-from scalar.rl.grounding import _norm_box, _px, greedy_texts, ground, ground_context, ground_rows
+from scalar.rl.grounding import greedy_texts, ground, ground_context, ground_rows, norm_box, to_px
 from scalar.rl.rollout import caption_sample, roc_sample
 from scalar.train.batch import row_image
 
@@ -85,8 +85,8 @@ class ConsistencyRollout:
             info, size, props = it["scene"].image, it["size"], list(it["proposals"])
             k = int(self.rng.integers(len(props)))
             region, mask = props[k], it["masks"][k]
-            others = [_norm_box(b, size) for j, b in enumerate(props) if j != k]
-            r01 = _norm_box(region, size)
+            others = [norm_box(b, size) for j, b in enumerate(props) if j != k]
+            r01 = norm_box(region, size)
             if "describe" in self.roles:
                 samples.append(caption_sample(info, region, "box", role="describe",
                                               region=r01, others=others, item=i))  # fmt: skip
@@ -110,7 +110,7 @@ class ConsistencyRollout:
             for (i, it, expr), b1 in zip(gdg_items, firsts):
                 if b1 is None:
                     continue  # nothing grounded: no describe prompt to ask
-                box = _px(b1, it["size"])
+                box = to_px(b1, it["size"])
                 samples.append(caption_sample(it["scene"].image, box, "box", role="gdg",
                                               first=tuple(b1), expression=expr, item=i))  # fmt: skip
                 images.append(it["image"])

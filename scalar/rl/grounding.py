@@ -26,12 +26,12 @@ from scalar.rl.rollout import caption_sample, collate_prompts, completion_batch,
 from scalar.train.batch import row_image
 
 
-def _norm_box(box_px: Sequence[float], size: Sequence[int]) -> tuple[float, ...]:
+def norm_box(box_px: Sequence[float], size: Sequence[int]) -> tuple[float, ...]:
     w, h = size
     return (box_px[0] / w, box_px[1] / h, box_px[2] / w, box_px[3] / h)
 
 
-def _px(box01: Sequence[float], size: Sequence[int]) -> tuple[float, ...]:
+def to_px(box01: Sequence[float], size: Sequence[int]) -> tuple[float, ...]:
     w, h = size
     return (box01[0] * w, box01[1] * h, box01[2] * w, box01[3] * h)
 
@@ -159,7 +159,7 @@ def ground_rows(model, collator, picks: Sequence, names: Collection[str], device
                        and conf[start + b] > conf[start + a]]  # fmt: skip
             samples.append(rec_sample(it["scene"].image, exprs[a], role="ground", query=exprs[a],
                                       size=size, item=i, claimed=claimed, greedy=boxes[own[a]],
-                                      proposals=[_norm_box(p, size) for p in it["proposals"]]))  # fmt: skip
+                                      proposals=[norm_box(p, size) for p in it["proposals"]]))  # fmt: skip
             images.append(it["image"])
         start += len(exprs)
     return samples, images
@@ -169,7 +169,7 @@ def ground_rows(model, collator, picks: Sequence, names: Collection[str], device
 def ground_context(model, collator, batch: Mapping[str, Any], boxes: Sequence,
                    tokens: tuple[int, int] | None = None, device=None):  # fmt: skip
     """Reward contexts of ``ground`` rows whose sampled boxes are ``boxes`` (one per row):
-    ``first_boxes``, ``proposal_boxes``, ``claimed_boxes``, ``queries``; with ``tokens =
+    ``first_boxes``, ``proposal_boxes``, ``claimed_boxes``, ``greedy_boxes``, ``queries``; with ``tokens =
     (describe budget, ground budget)`` also ``descriptions`` (each box described greedily)
     and ``second_boxes`` (each description grounded greedily again)."""
     samples = batch["samples"]
@@ -181,10 +181,11 @@ def ground_context(model, collator, batch: Mapping[str, Any], boxes: Sequence,
         "first_boxes": boxes,
         "proposal_boxes": [s.meta["proposals"] for s in samples],
         "claimed_boxes": [s.meta["claimed"] for s in samples],
+        "greedy_boxes": [s.meta["greedy"] for s in samples],
     }
     if tokens is not None:
         images = [row_image(batch, j) for j in range(len(samples))]
-        asks = [caption_sample(s.image, _px(b, s.meta["size"]), "box")
+        asks = [caption_sample(s.image, to_px(b, s.meta["size"]), "box")
                 for s, b in zip(samples, boxes)]  # fmt: skip
         texts = greedy_texts(model, collator, asks, images, tokens[0], device)
         again = ground(model, collator, images, [s.image for s in samples], texts, tokens[1],

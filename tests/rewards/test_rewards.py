@@ -236,3 +236,23 @@ def test_exclusive_grounding_reward_hand_worked():
     np.testing.assert_allclose(out, [0.25])
     with pytest.raises(ValueError, match="proposal lists"):
         exclusive_grounding_reward([a], [], [[]])
+
+
+def test_exclusive_grounding_keeps_an_unclaimed_greedy_object():
+    a, b, c = (0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0), (0.0, 0.5, 0.5, 1.0)
+    props = [[a, b, c]] * 4
+    out = exclusive_grounding_reward(
+        [a, b, b, (0.0, 0.0, 0.5, 0.25)],
+        props,
+        [[], [], [a], []],
+        greedy_boxes=[a, a, a, (0.0, 0.0, 0.45, 0.5)],  # the last: IoU 0.9 with a
+    )
+    # 1: stays on its object a; 2: left its unclaimed object a for b -> IoU(b, a) = 0;
+    # 3: its object a is claimed, so any proposal counts: b, no claim hit -> 1;
+    # 4: the greedy box sits on a (IoU 0.9 >= 0.5): refined box on a, IoU 0.5
+    np.testing.assert_allclose(out, [1.0, 0.0, 1.0, 0.5])
+    # a greedy box on no proposal (IoU < 0.5 everywhere) leaves every proposal open
+    free = exclusive_grounding_reward([b], [[a, b]], [[]], greedy_boxes=[(0.2, 0.2, 0.8, 0.8)])
+    np.testing.assert_allclose(free, [1.0])
+    with pytest.raises(ValueError, match="greedy boxes"):
+        exclusive_grounding_reward([a], [[a]], [[]], greedy_boxes=[])
