@@ -111,8 +111,13 @@ def dry_flops(cfg, text_tokens: int) -> dict:
 
 
 def compose(overrides: list[str]):
+    """The training config; without Hydra's run folder, outputs go to a temporary folder."""
+    import tempfile
+
     from tests.conftest import compose_train
 
+    if not any(o.startswith("paths.output_dir=") for o in overrides):
+        overrides = [*overrides, f"paths.output_dir={tempfile.mkdtemp(prefix='scalar-bench-')}"]
     return compose_train(overrides)
 
 

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from train import llm_flops  # noqa: E402
+from train import compose, llm_flops  # noqa: E402
 
 
 @pytest.mark.parametrize("mode", ["trainable", "input_grad", "none"])
@@ -33,3 +33,13 @@ def test_llm_formula_matches_flop_counter(mode: str):
             logits.sum().backward()
     want = llm_flops(h, inter, layers, vocab, t, mode)
     assert counter.get_total_flops() == want["forward"] + want["backward"]
+
+
+def test_the_bench_config_resolves_without_a_hydra_run_folder():
+    from omegaconf import OmegaConf
+
+    cfg = compose(["model=tiny", "data=synthetic", "trainer=cpu"])
+    module = OmegaConf.to_container(cfg.stage.module, resolve=True)  # picture_dir needs it
+    assert "scalar-bench-" in module["picture_dir"]
+    given = compose(["model=tiny", "paths.output_dir=/tmp/elsewhere"])
+    assert given.paths.output_dir == "/tmp/elsewhere"
