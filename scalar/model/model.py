@@ -189,8 +189,9 @@ class ScalarModel(nn.Module):
     def forward(self, batch: Mapping) -> dict:
         """Teacher-forced pass. Returns ``logits [B, T, V]`` and ``hidden [B, T, H]``
         aligned to ``input_ids``; ``box_pred [N, 4]`` (plus ``box_kind``, ``box_batch``,
-        ``box_attn``, ``box_attn_logits``, ``box_offset``, ``box_size``) for the answer's triggers in row-major order; ``region_emb`` and
-        ``concept_emb [C, E]`` (L2-normalised) when ``concept_*`` keys are present.
+        ``box_attn``, ``box_attn_logits``, ``box_offset``, ``box_size``) for the answer's
+        triggers in row-major order; ``region_emb`` and ``concept_emb [C, E]``
+        (L2-normalised) when ``concept_*`` keys are present.
         """
         ids, mask = batch["input_ids"], batch["attention_mask"]
         patches, soft, grid_hw = self.encode(batch)

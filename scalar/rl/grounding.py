@@ -63,7 +63,7 @@ def cell_logprobs(model, batch: Mapping[str, Any], temperature: float = 1.0) -> 
     """Teacher-forced pass of ``prompt + <box></s>``: ``logp [N, P]`` over grid cells
     (temperature-scaled), ``greedy_logp`` (temperature 1: the weights of the greedy
     soft-argmax), ``offset`` and ``log_size [N, 2]`` (the geometry heads), the greedy
-    ``boxes [N, 4]``, ``size [N, 2]`` and ``grid_hw``.
+    ``boxes [N, 4]`` and ``grid_hw``.
     Gradients flow when called outside ``no_grad``."""
     n = len(batch["prompt_input_ids"])
     tokens, lengths = box_answers(model, n, batch["prompt_input_ids"].device)
@@ -80,7 +80,6 @@ def cell_logprobs(model, batch: Mapping[str, Any], temperature: float = 1.0) -> 
         "logp": logp,
         "greedy_logp": logits.log_softmax(dim=-1),
         "boxes": boxes,
-        "size": (boxes[:, 2:] - boxes[:, :2]).detach(),
         "grid_hw": tuple(out["grid_hw"]),
     }
 
@@ -118,6 +117,18 @@ def geometry_logprob(
     return out
 
 
+def action_logprob(
+    policy: Mapping[str, Any], cells: Tensor, taken: tuple[Tensor, Tensor], g: int,
+    stds: tuple[float, float],
+) -> Tensor:  # fmt: skip
+    """Log-probability ``[N * g]`` of sampled actions (``cells`` and ``taken`` geometry,
+    ``g`` per row) under a ``cell_logprobs`` output ``policy`` of the ``N`` prompts."""
+    h, w = policy["grid_hw"]
+    cell = policy["logp"].repeat_interleave(g, 0).gather(1, cells[:, None])[:, 0]
+    offset, log_size = (policy[k].repeat_interleave(g, 0) for k in ("offset", "log_size"))
+    return cell + geometry_logprob(offset, log_size, taken, stds, (1 / w, 1 / h))
+
+
 def placed_boxes(cells: Tensor, offset: Tensor, log_size: Tensor, grid_hw) -> Tensor:
     """Boxes ``[N, 4]``: cell centre + ``offset``, size ``exp(log_size)``, clipped to [0, 1]."""
     centre = cell_centres(grid_hw, cells.device)[cells] + offset.to(torch.float32)
@@ -152,14 +163,14 @@ def ground_rows(model, collator, picks: Sequence, names: Collection[str], device
     for i, it, chosen in picks:
         exprs, size = it["expressions"], tuple(it["size"])
         nouns = [head_noun(q, names) for q in exprs]
-        own = range(start, start + len(exprs))
+        proposals = [norm_box(p, size) for p in it["proposals"]]
         for a in chosen:
             claimed = [boxes[start + b] for b in range(len(exprs))
                        if nouns[b] is not None and nouns[a] is not None and nouns[b] != nouns[a]
                        and conf[start + b] > conf[start + a]]  # fmt: skip
             samples.append(rec_sample(it["scene"].image, exprs[a], role="ground", query=exprs[a],
-                                      size=size, item=i, claimed=claimed, greedy=boxes[own[a]],
-                                      proposals=[norm_box(p, size) for p in it["proposals"]]))  # fmt: skip
+                                      size=size, item=i, claimed=claimed, greedy=boxes[start + a],
+                                      proposals=proposals))  # fmt: skip
             images.append(it["image"])
         start += len(exprs)
     return samples, images
@@ -169,8 +180,8 @@ def ground_rows(model, collator, picks: Sequence, names: Collection[str], device
 def ground_context(model, collator, batch: Mapping[str, Any], boxes: Sequence,
                    tokens: tuple[int, int] | None = None, device=None):  # fmt: skip
     """Reward contexts of ``ground`` rows whose sampled boxes are ``boxes`` (one per row):
-    ``first_boxes``, ``proposal_boxes``, ``claimed_boxes``, ``greedy_boxes``, ``queries``; with ``tokens =
-    (describe budget, ground budget)`` also ``descriptions`` (each box described greedily)
+    ``first_boxes``, ``proposal_boxes``, ``claimed_boxes``, ``greedy_boxes``, ``queries``;
+    with ``tokens = (describe budget, ground budget)`` also ``descriptions`` (each box described greedily)
     and ``second_boxes`` (each description grounded greedily again)."""
     samples = batch["samples"]
     if not samples:

@@ -29,9 +29,9 @@ from scalar.rewards.combine import Rewards
 from scalar.rl.advantages import dpo_loss, grpo_advantages, grpo_loss, scst_advantages
 from scalar.rl.consistency_rollout import ROLES, ConsistencyRollout
 from scalar.rl.grounding import (
+    action_logprob,
     categorical_kl,
     cell_logprobs,
-    geometry_logprob,
     placed_boxes,
     sample_cells,
     sample_geometry,
@@ -370,12 +370,11 @@ class RLModule(AlignModule):
         g, t = self.group_size, self.ground_temperature
         rep = repeat_rows(prompts, g)
         policy = cell_logprobs(self.model, prompts, t)  # with gradients
-        logp, stds = policy["logp"], self.ground_geometry_std
+        stds = self.ground_geometry_std
         h, w = policy["grid_hw"]
-        offset = policy["offset"].repeat_interleave(g, 0)
-        log_size = policy["log_size"].repeat_interleave(g, 0)
         with torch.no_grad():
-            cells = sample_cells(logp, g)
+            cells = sample_cells(policy["logp"], g)
+            offset, log_size = (policy[k].repeat_interleave(g, 0) for k in ("offset", "log_size"))
             taken = sample_geometry(offset, log_size, stds, (1 / w, 1 / h))
             boxes = placed_boxes(cells, *taken, policy["grid_hw"])
             total, logd, contexts = self.score_ground(rep, boxes.tolist())
@@ -383,19 +382,13 @@ class RLModule(AlignModule):
         if not logd["coverage"]:
             return None
         rewards = torch.as_tensor(total, dtype=torch.float32, device=self.device).view(-1, g)
-        row_lp = logp.repeat_interleave(g, 0).gather(1, cells[:, None])[:, 0]
-        new = row_lp + geometry_logprob(offset, log_size, taken, stds, (1 / w, 1 / h))
-        new = new[:, None]  # [N*G, 1]: one action per row
+        new = action_logprob(policy, cells, taken, g, stds)[:, None]  # [N*G, 1]: one action
         # KL of the temperature-1 distributions: the ones the greedy box averages over
         kl = categorical_kl(policy["greedy_logp"], ref["greedy_logp"]).mean()
         if self.algo == "dpo":
             best, worst = rewards.argmax(1), rewards.argmin(1)
             base = torch.arange(len(rewards), device=self.device) * g
-            ref_c = ref["logp"].repeat_interleave(g, 0).gather(1, cells[:, None])[:, 0]
-            ref_c = ref_c + geometry_logprob(
-                ref["offset"].repeat_interleave(g, 0), ref["log_size"].repeat_interleave(g, 0),
-                taken, stds, (1 / w, 1 / h),
-            )  # fmt: skip
+            ref_c = action_logprob(ref, cells, taken, g, stds)
             pol_c = new[:, 0]
             loss, stats = dpo_loss(pol_c[base + best], pol_c[base + worst],
                                    ref_c[base + best], ref_c[base + worst], self.dpo_beta)  # fmt: skip

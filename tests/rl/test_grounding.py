@@ -96,8 +96,7 @@ def test_cell_logprobs_are_the_decoder_attention(tiny_corpus: Path):
     torch.testing.assert_close(one["boxes"], out["box_pred"].float())
     torch.testing.assert_close(hot["logp"], (one["logp"] / 3.0).log_softmax(-1), atol=1e-5, rtol=0)
     assert one["grid_hw"][0] * one["grid_hw"][1] == one["logp"].shape[1]
-    size = one["boxes"][:, 2:] - one["boxes"][:, :2]
-    torch.testing.assert_close(one["size"], size)
+    torch.testing.assert_close(one["log_size"].exp(), out["box_size"].float())
 
 
 def test_a_row_without_exactly_one_trigger_is_an_error(tiny_corpus: Path, monkeypatch):
