@@ -5,46 +5,33 @@
 ``CKPT_DIR`` is a ``torch.distributed.checkpoint`` folder (``.metadata`` + ``*.distcp``),
 as written by Lightning's ``FSDPStrategy(state_dict_type="sharded")``: entries ``model``
 and ``optimizer_<i>``, plus ``meta.pt`` with the rest of the Lightning checkpoint. The
-shards are merged with ``dcp_to_torch_save`` in this one process (no GPU, no process
-group); a Lightning folder becomes a regular Lightning checkpoint (``state_dict``,
-``optimizer_states`` and the ``meta.pt`` entries), which ``ckpt_path=`` / ``init_from=``
-read. ``--model-only`` drops the optimizer state (a weights file for evaluation).
+shards are merged in this one process (no GPU, no process group) by
+:func:`scalar.train.checkpoint.load_sharded`; a Lightning folder becomes a regular
+Lightning checkpoint (``state_dict``, ``optimizer_states`` and the ``meta.pt`` entries).
+``ckpt_path=``, ``init_from=`` and ``eval.py ckpt=`` also read the folder itself (they
+merge it the same way); one file is quicker to load again and to copy.
+``--model-only`` drops the optimizer state (a weights file for evaluation).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-META = "meta.pt"  # Lightning's non-tensor part of a sharded checkpoint
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scalar.train.checkpoint import UserError, load_sharded  # noqa: E402
 
 
 def consolidate(ckpt_dir: str | Path, out: str | Path, model_only: bool = False) -> dict[str, Any]:
     """Merge the shards of ``ckpt_dir`` into ``out``; returns the saved dict."""
-    src = Path(ckpt_dir)
-    if not (src / ".metadata").is_file():
-        raise FileNotFoundError(f"not a sharded checkpoint folder (no .metadata): {src}")
-    with tempfile.TemporaryDirectory() as tmp:
-        merged_file = Path(tmp) / "merged.pt"
-        dcp_to_torch_save(str(src), str(merged_file))
-        merged = torch.load(merged_file, map_location="cpu", weights_only=False)
-    if (src / META).is_file() and "model" in merged:  # Lightning's layout
-        ckpt = torch.load(src / META, map_location="cpu", weights_only=False)
-        ckpt["state_dict"] = merged.pop("model")
-        optim = sorted((k for k in merged if k.startswith("optimizer_")), key=lambda k: int(k[10:]))
-        if not model_only:
-            ckpt["optimizer_states"] = [merged[k] for k in optim]
-        for key in optim:
-            merged.pop(key)
-        ckpt.update(merged)  # anything else saved in the shards
-    else:
-        ckpt = {k: v for k, v in merged.items() if not (model_only and k.startswith("optim"))}
+    ckpt = load_sharded(ckpt_dir)
+    if model_only:
+        ckpt = {k: v for k, v in ckpt.items() if not k.startswith("optim")}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(out.name + ".tmp")
@@ -61,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         ckpt = consolidate(args.ckpt_dir, args.out, args.model_only)
-    except FileNotFoundError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     n = len(ckpt.get("state_dict", ckpt))

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from scalar.metrics import CaptionCIDEr, RecAccuracy, TextAccuracy
 from scalar.train.batch import row_image, rows_by_task, select_rows
 from scalar.train.pictures import draw_boxes, image_for_sample, wandb_boxes
+from scalar.train.strategies import clip_gradients
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +359,11 @@ class AlignModule(L.LightningModule):
                 )
 
     # ------------------------------------------------------------------ optimisation
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
         if not named:

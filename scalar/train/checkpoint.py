@@ -1,4 +1,10 @@
-"""Checkpoint writing (atomic), locating (``ckpt_path=last``) and weight-only loading."""
+"""Checkpoint writing (atomic), locating (``ckpt_path=last``) and weight-only loading.
+
+A checkpoint is a file, or a folder written by a sharded strategy: FSDP with
+``state_dict_type=sharded`` writes a ``torch.distributed.checkpoint`` folder
+(``.metadata``, ``*.distcp`` and Lightning's ``meta.pt``), which :func:`load_checkpoint_file`
+merges in one process; DeepSpeed writes its own layout (``latest`` + ``checkpoint/``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 CKPT_DIR = "checkpoints"
 LAST = "last.ckpt"
+META = "meta.pt"  # Lightning's non-tensor part of a sharded checkpoint folder
 
 
 class UserError(Exception):
@@ -62,9 +69,24 @@ def latest_run_checkpoint(runs_dir: Path, exclude: Path | None = None) -> Path |
         if exclude is not None and run.resolve() == exclude:
             continue
         cand = run / CKPT_DIR / LAST
-        if cand.is_file():
+        if is_checkpoint(cand):
             return cand
     return None
+
+
+def is_sharded(path: Path) -> bool:
+    """A ``torch.distributed.checkpoint`` folder (FSDP ``state_dict_type=sharded``)."""
+    return path.is_dir() and (path / ".metadata").is_file()
+
+
+def is_deepspeed(path: Path) -> bool:
+    """A DeepSpeed checkpoint folder (``latest`` tag file and ``checkpoint/`` states)."""
+    return path.is_dir() and (path / "latest").is_file() and (path / "checkpoint").is_dir()
+
+
+def is_checkpoint(path: Path) -> bool:
+    """A checkpoint file, or a sharded FSDP or DeepSpeed checkpoint folder."""
+    return path.is_file() or is_sharded(path) or is_deepspeed(path)
 
 
 def resolve_ckpt_path(value: str | None, run_dir: Path, runs_dir: Path) -> str | None:
@@ -79,7 +101,7 @@ def resolve_ckpt_path(value: str | None, run_dir: Path, runs_dir: Path) -> str |
     value = str(value)
     if value == "last":
         own = run_dir / CKPT_DIR / LAST
-        found = own if own.is_file() else latest_run_checkpoint(runs_dir, exclude=run_dir)
+        found = own if is_checkpoint(own) else latest_run_checkpoint(runs_dir, exclude=run_dir)
         if found is None:
             raise UserError(
                 f"ckpt_path=last: no {CKPT_DIR}/{LAST} in {run_dir} or any run under {runs_dir}"
@@ -89,21 +111,61 @@ def resolve_ckpt_path(value: str | None, run_dir: Path, runs_dir: Path) -> str |
         return value
     path = Path(value.removeprefix("file://")).expanduser()
     if path.is_dir():
-        for cand in (path / CKPT_DIR / LAST, path / LAST):
-            if cand.is_file():
-                return str(cand)
-        # sharded (FSDP / DeepSpeed) checkpoints are directories themselves
-        if any(path.iterdir()) and not (path / CKPT_DIR).exists():
+        if is_sharded(path) or is_deepspeed(path):  # sharded checkpoints are folders
             return str(path)
+        for cand in (path / CKPT_DIR / LAST, path / LAST):
+            if is_checkpoint(cand):
+                return str(cand)
         raise UserError(f"checkpoint not found: no {CKPT_DIR}/{LAST} in {path}")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     return str(path)
 
 
-def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
-    """Load a Lightning checkpoint on the CPU (memory-mapped when possible)."""
+def load_sharded(folder: str | Path, weights: bool = True) -> dict[str, Any]:
+    """A sharded FSDP checkpoint folder as one Lightning checkpoint dict, on the CPU.
+
+    The shards are merged by ``dcp_to_torch_save`` in this process (no process group, no
+    GPU). Lightning's layout (``model`` and ``optimizer_<i>`` in the shards, the rest in
+    ``meta.pt``) becomes a regular checkpoint: ``state_dict``, ``optimizer_states`` and
+    the ``meta.pt`` entries. ``weights=False`` reads only ``meta.pt``.
+    """
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    src = Path(folder)
+    if not is_sharded(src):
+        raise UserError(f"not a sharded checkpoint folder (no .metadata): {src}")
+    meta = src / META
+    ckpt = torch.load(meta, map_location="cpu", weights_only=False) if meta.is_file() else {}
+    if not weights:
+        return ckpt
+    with tempfile.TemporaryDirectory() as tmp:
+        merged_file = Path(tmp) / "merged.pt"
+        dcp_to_torch_save(str(src), str(merged_file))
+        merged = torch.load(merged_file, map_location="cpu", weights_only=False)
+    if not meta.is_file() or "model" not in merged:  # not Lightning's layout: as saved
+        return merged
+    ckpt["state_dict"] = merged.pop("model")
+    optim = sorted((k for k in merged if k.startswith("optimizer_")), key=lambda k: int(k[10:]))
+    ckpt["optimizer_states"] = [merged.pop(k) for k in optim]
+    ckpt.update(merged)  # anything else saved in the shards
+    return ckpt
+
+
+def load_checkpoint_file(path: str | Path, weights: bool = True) -> dict[str, Any]:
+    """Load a Lightning checkpoint on the CPU (memory-mapped when possible).
+
+    A sharded FSDP folder is merged (:func:`load_sharded`; ``weights=False`` reads only
+    its metadata); a DeepSpeed folder is a :class:`UserError` naming the converter.
+    """
     path = Path(path)
+    if is_sharded(path):
+        return load_sharded(path, weights)
+    if is_deepspeed(path):
+        raise UserError(
+            f"{path} is a DeepSpeed checkpoint folder: convert it to one file with "
+            "lightning.pytorch.utilities.deepspeed.convert_zero_checkpoint_to_fp32_state_dict"
+        )
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:

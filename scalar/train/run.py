@@ -23,6 +23,7 @@ from scalar.train.checkpoint import (
 )
 from scalar.train.env import environment
 from scalar.train.resume import make_resumable
+from scalar.train.strategies import recompute_once
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,10 @@ def _local_rank_zero() -> bool:
 def _wandb_resume_id(cfg: DictConfig, ckpt_path: str | None) -> None:
     """Continue the W&B run recorded in the checkpoint when one is resumed."""
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
-    if not ckpt_path or wandb_cfg is None or wandb_cfg.get("id") or not Path(ckpt_path).is_file():
+    if not ckpt_path or wandb_cfg is None or wandb_cfg.get("id") or "://" in str(ckpt_path):
         return
-    run_id = (load_checkpoint_file(ckpt_path).get("scalar") or {}).get("wandb_run_id")
+    meta = load_checkpoint_file(ckpt_path, weights=False)
+    run_id = (meta.get("scalar") or {}).get("wandb_run_id")
     if run_id:
         with open_dict(cfg):
             cfg.logger.wandb.id = run_id
@@ -111,6 +113,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     callbacks = _objects(cfg.get("callbacks"))
     callbacks += [RunInfo(config, env["versions"]), RngState()]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    if recompute_once(trainer.strategy, model):
+        log.info("the strategy checkpoints the LLM blocks: transformers' own checkpointing is off")
     return {
         "run_dir": run_dir,
         "datamodule": datamodule,

@@ -1,9 +1,14 @@
-"""Helpers for strategy configs (FSDP wrapping and activation-checkpointing policies)."""
+"""Helpers for strategy configs: FSDP wrapping and activation-checkpointing policies, and
+gradient clipping that works under every strategy."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
 from scalar.train.checkpoint import UserError
 
@@ -28,3 +33,99 @@ def layer_classes(names: Sequence[str]) -> set[type]:
     if not names:
         raise UserError("an FSDP wrap policy needs at least one layer class")
     return {import_class(n) for n in names}
+
+
+class UniformDtypeWrapPolicy(ModuleWrapPolicy):
+    """Wraps every module of the given classes, then gives trainable parts their own units.
+
+    FSDP flattens the parameters of one unit into one tensor, so a unit must hold one
+    dtype. With frozen towers stored in bf16 and trainable parts in fp32 (the
+    ``model.frozen_dtype`` layout), the parameters left outside the block units mix both.
+    Frozen parameters stay in their parent's unit (the root holds the LLM's embeddings,
+    final norm and head, which the model calls directly, outside any child's forward).
+    Below a module whose remaining parameters mix dtypes, each child whose remaining
+    parameters are all trainable and of one dtype becomes a unit; children that still mix
+    are split the same way. A unit that would still mix dtypes (frozen parameters of two
+    dtypes, or a module holding both kinds directly) is a :class:`UserError`.
+    """
+
+    def __init__(self, names: Sequence[str]):
+        super().__init__(layer_classes(names))
+
+    def _run_policy(
+        self, root_module: nn.Module, ignored_modules: set[nn.Module], root_kwargs: dict
+    ) -> dict[nn.Module, dict]:
+        targets = super()._run_policy(root_module, ignored_modules, root_kwargs)
+        memo: dict[nn.Module, tuple[set, bool]] = {}
+
+        def rest(m: nn.Module) -> tuple[set[torch.dtype], bool]:
+            """Dtypes of ``m``'s parameters outside units, and whether all are trainable."""
+            if m not in memo:
+                own = list(m.parameters(recurse=False))
+                kinds, trainable = {p.dtype for p in own}, all(p.requires_grad for p in own)
+                for child in _loose_children(m, targets, ignored_modules):
+                    k, t = rest(child)
+                    kinds, trainable = kinds | k, trainable and t
+                memo[m] = (kinds, trainable)
+            return memo[m]
+
+        def split(m: nn.Module) -> None:
+            for child in list(_loose_children(m, targets, ignored_modules)):
+                kinds, trainable = rest(child)
+                if len(kinds) == 1 and trainable:
+                    targets[child] = dict(root_kwargs)
+                elif len(kinds) > 1:
+                    split(child)
+            memo.clear()
+            kinds, _ = rest(m)
+            if len(kinds) > 1:
+                names = [n for n, p in m.named_parameters() if p.dtype != max(kinds, key=str)]
+                raise UserError(
+                    f"FSDP: a unit around {type(m).__name__} would mix dtypes "
+                    f"{sorted(map(str, kinds))} (e.g. {names[:3]}); keep frozen parameters in "
+                    "one dtype (model.frozen_dtype) and trainable ones in another"
+                )
+
+        if len(rest(root_module)[0]) > 1:
+            split(root_module)
+        return targets
+
+
+def _loose_children(m: nn.Module, targets: dict, ignored: set[nn.Module]) -> Iterable[nn.Module]:
+    """Children of ``m`` that are not units themselves (their parameters are ``m``'s unit's)."""
+    return (c for c in m.children() if c not in targets and c not in ignored)
+
+
+def clip_gradients(module, optimizer, clip_val, algorithm) -> None:
+    """``configure_gradient_clipping`` for every strategy.
+
+    Lightning's FSDP precision plugin refuses norm clipping; a sharded model computes the
+    global norm with ``FullyShardedDataParallel.clip_grad_norm_`` (an all-reduce of the
+    shards' squared norms), which this calls. Elsewhere Lightning's own clipping runs.
+    """
+    if not clip_val:
+        return
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    wrapped = module.trainer.model
+    if isinstance(wrapped, FullyShardedDataParallel) and algorithm in (None, "norm"):
+        wrapped.clip_grad_norm_(clip_val)
+        return
+    module.clip_gradients(optimizer, gradient_clip_val=clip_val, gradient_clip_algorithm=algorithm)
+
+
+def recompute_once(strategy, model: nn.Module) -> bool:
+    """Turn off the LLM's own gradient checkpointing where the strategy checkpoints blocks.
+
+    FSDP's activation checkpointing wraps each decoder layer; with ``transformers``'
+    gradient checkpointing also on, backward would run every layer's forward twice more
+    instead of once. Returns whether it was turned off.
+    """
+    llm = getattr(model, "llm", None)
+    if not getattr(strategy, "_activation_checkpointing_kwargs", None):
+        return False
+    new = hasattr(llm, "activation_checkpointing_disable")  # transformers >= 5 names
+    if not getattr(llm, "is_activation_checkpointing" if new else "is_gradient_checkpointing", 0):
+        return False
+    (llm.activation_checkpointing_disable if new else llm.gradient_checkpointing_disable)()
+    return True

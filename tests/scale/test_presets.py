@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hydra.utils import instantiate
+from torch import nn
 
+from scalar.train.checkpoint import UserError
+from scalar.train.strategies import UniformDtypeWrapPolicy
 from tests.conftest import compose_train
 
 OWN = ["paths.output_dir=/tmp/scalar-test-run"]
@@ -27,6 +31,7 @@ def test_fsdp_bf16_mixed_precision_and_policy_on_the_tiny_model(make_cfg):
     assert mp.param_dtype == mp.reduce_dtype == torch.bfloat16
     strategy = instantiate(cfg.trainer.strategy)
     policy = strategy.kwargs["auto_wrap_policy"]
+    assert isinstance(policy, UniformDtypeWrapPolicy)
     model = instantiate(cfg.model)
     units = [m for m in model.modules() if isinstance(m, tuple(policy._module_classes))]
     assert len(units) == cfg.model.llm.config.num_hidden_layers
@@ -34,6 +39,52 @@ def test_fsdp_bf16_mixed_precision_and_policy_on_the_tiny_model(make_cfg):
     ckpt = strategy._activation_checkpointing_kwargs["auto_wrap_policy"]
     assert set(ckpt._module_classes) == set(policy._module_classes)
     assert strategy.kwargs["use_orig_params"] is True
+    # the tiny model is all fp32: the rest stays in the root unit
+    assert set(policy._run_policy(model, set(), {})) == set(units)
+
+
+def _toy() -> nn.Module:
+    """Frozen bf16 'tower' with two blocks and a stem, trainable fp32 'bridge' and head."""
+    tower = nn.Sequential(nn.Linear(4, 4), nn.TransformerEncoderLayer(4, 1, 8), nn.Linear(4, 4))
+    tower.append(nn.TransformerEncoderLayer(4, 1, 8))
+    tower.requires_grad_(False).to(torch.bfloat16)
+    bridge = nn.Sequential(nn.Linear(4, 6), nn.GELU(), nn.Linear(6, 6))
+    return nn.ModuleDict({"tower": tower, "bridge": bridge, "head": nn.Linear(6, 2)})
+
+
+def test_uniform_dtype_policy_gives_trainable_parts_their_own_units():
+    policy = UniformDtypeWrapPolicy(["torch.nn.TransformerEncoderLayer"])
+    model = _toy()
+    units = set(policy._run_policy(model, set(), {}))
+    blocks = {model["tower"][1], model["tower"][3]}
+    # blocks by class; trainable fp32 subtrees as whole units; frozen bf16 stem in the root
+    assert units == blocks | {model["bridge"], model["head"]}
+    root_left = [p for p in model.parameters() if not any(p is q for u in units
+                                                          for q in u.parameters())]  # fmt: skip
+    assert root_left and {p.dtype for p in root_left} == {torch.bfloat16}
+    # nothing to split when one dtype is left outside the blocks
+    model.to(torch.float32)
+    assert set(policy._run_policy(model, set(), {})) == blocks
+
+
+def test_uniform_dtype_policy_refuses_a_unit_it_cannot_make_uniform():
+    policy = UniformDtypeWrapPolicy(["torch.nn.TransformerEncoderLayer"])
+    model = _toy()
+    model["tower"][0].to(torch.float16)  # frozen parameters in two dtypes: one root unit
+    with pytest.raises(UserError, match=r"would mix dtypes .*bfloat16.*float16"):
+        policy._run_policy(model, set(), {})
+
+
+def test_fsdp_block_checkpointing_turns_off_transformers_own(make_cfg):
+    from scalar.train.strategies import recompute_once
+
+    cfg = make_cfg("trainer=fsdp", "model.llm.gradient_checkpointing=true")
+    model = instantiate(cfg.model)
+    assert model.llm.is_activation_checkpointing
+    assert not recompute_once(instantiate(make_cfg("trainer=ddp").trainer.strategy), model)
+    assert model.llm.is_activation_checkpointing  # DDP checkpoints nothing itself
+    assert recompute_once(instantiate(cfg.trainer.strategy), model)
+    assert not model.llm.is_activation_checkpointing
 
 
 def test_deepspeed_stage3_extends_stage2():

@@ -11,6 +11,7 @@ import torch
 from scalar.train.checkpoint import (
     AtomicCheckpointIO,
     UserError,
+    load_checkpoint_file,
     load_model_weights,
     resolve_ckpt_path,
 )
@@ -97,3 +98,39 @@ def test_load_model_weights_is_strict(tmp_path: Path):
         load_model_weights(other, path)
     with pytest.raises(UserError, match="checkpoint not found"):
         load_model_weights(dst, tmp_path / "nope.ckpt")
+
+
+def test_sharded_folders_are_checkpoints_for_resume_init_and_eval(tmp_path: Path):
+    from tests.scale.test_consolidate import _sharded
+
+    runs = tmp_path / "runs"
+    run = runs / "2024-01-05_00-00-00"
+    (run / "checkpoints").mkdir(parents=True)
+    folder, model, optim = _sharded(run / "checkpoints")  # <run>/checkpoints/last.ckpt/
+    assert folder == run / "checkpoints" / "last.ckpt" and folder.is_dir()
+    later = runs / "2024-01-06_00-00-00"
+    assert resolve_ckpt_path("last", run, runs) == str(folder)  # this run's own
+    assert resolve_ckpt_path("last", later, runs) == str(folder)  # the newest earlier run
+    assert resolve_ckpt_path(str(run), later, runs) == str(folder)  # a run folder
+    assert resolve_ckpt_path(str(folder), later, runs) == str(folder)  # the folder itself
+    meta = load_checkpoint_file(folder, weights=False)  # W&B id lookup: meta.pt only
+    assert meta["global_step"] == 7 and "state_dict" not in meta
+    full = load_checkpoint_file(folder)  # what eval.py ckpt=<folder> reads
+    assert full["global_step"] == 7 and len(full["optimizer_states"]) == 1
+    assert all(torch.equal(full["state_dict"][k], v) for k, v in model.items())
+    net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.LayerNorm(7), torch.nn.Linear(7, 3))
+    assert load_model_weights(net, folder) == len(model)  # init_from=<folder>
+    assert torch.equal(net[2].bias, model["model.2.bias"])
+
+
+def test_deepspeed_folder_is_found_and_names_its_converter(tmp_path: Path):
+    folder = tmp_path / "last.ckpt"
+    (folder / "checkpoint").mkdir(parents=True)
+    (folder / "latest").write_text("checkpoint")
+    assert resolve_ckpt_path(str(folder), tmp_path, tmp_path) == str(folder)  # Lightning resumes it
+    with pytest.raises(UserError, match="DeepSpeed checkpoint folder.*convert_zero_checkpoint"):
+        load_checkpoint_file(folder)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no checkpoints/last.ckpt"):
+        resolve_ckpt_path(str(empty), tmp_path, tmp_path)
