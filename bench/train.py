@@ -2,9 +2,12 @@
 
     python bench/train.py [--steps 8] [--warmup 2] [--peak-tflops X] [--out F] [OVERRIDES...]
     python bench/train.py --dry-flops model=vicuna7b [--text-tokens 64]
+    python bench/train.py --trainer [--steps 8] [--warmup 2] OVERRIDES...  # through Lightning
 
-OVERRIDES are Hydra overrides of conf/train.yaml (``model=tiny data=synthetic ...``). The
-loop is the align stage's step (forward, AlignLoss, backward, optimizer step) on batches
+OVERRIDES are Hydra overrides of conf/train.yaml (``model=tiny data=synthetic ...``).
+``--trainer`` runs the steps through Lightning's Trainer with the configured strategy and
+precision (``trainer=fsdp``, ``ddp``, ``deepspeed_*``; several processes where the
+trainer asks for them; see ``bench/meter.py``). Without it the loop is the align stage's step (forward, AlignLoss, backward, optimizer step) on batches
 of the configured data module, on CUDA when ``trainer.accelerator`` is gpu (bf16 autocast
 when ``trainer.precision`` is bf16-mixed).
 
@@ -202,11 +205,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak TFLOP/s")
     p.add_argument("--dry-flops", action="store_true", help="count FLOPs/sample analytically")
     p.add_argument("--text-tokens", type=int, default=64, help="text tokens/sample (dry)")
+    p.add_argument("--trainer", action="store_true", help="through Lightning's Trainer")
     p.add_argument("--out", default=None, help="write the result JSON here")
     args, overrides = p.parse_known_args(argv)
     cfg = compose(overrides)
     if args.dry_flops:
         res = dry_flops(cfg, args.text_tokens)
+    elif args.trainer:
+        from meter import bench_trainer
+
+        res = bench_trainer(cfg, args.steps, max(1, args.warmup))
+        if res is None:  # not rank 0
+            return 0
+        peak = args.peak_tflops or next(
+            (v for k, v in PEAK_BF16_TFLOPS.items() if k in res["device"]), None
+        )
+        res["peak_tflops"] = peak
+        res["mfu"] = res["achieved_tflops_per_rank"] / peak if peak else None
     else:
         res = bench(cfg, args.steps, max(1, args.warmup), args.peak_tflops)
     res["overrides"] = overrides

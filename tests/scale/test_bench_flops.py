@@ -1,10 +1,11 @@
-"""bench/train.py's analytic FLOP formula against FlopCounterMode on a tiny LLaMA."""
+"""bench/train.py: the analytic FLOP formula against FlopCounterMode, and the Trainer mode."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -43,3 +44,37 @@ def test_the_bench_config_resolves_without_a_hydra_run_folder():
     assert "scalar-bench-" in module["picture_dir"]
     given = compose(["model=tiny", "paths.output_dir=/tmp/elsewhere"])
     assert given.paths.output_dir == "/tmp/elsewhere"
+
+
+class _Spy(L.Callback):
+    def __init__(self):
+        self.batches = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.batches.append(batch)
+
+
+def test_trainer_mode_counts_samples_tokens_and_flops_of_the_real_loop(make_cfg):
+    """``--trainer``: the Trainer's own steps, measured; figures against independent counts."""
+    from hydra.utils import instantiate
+    from meter import bench_trainer
+
+    spy = _Spy()
+    res = bench_trainer(
+        make_cfg("data.batch_size=2", "data.group_size=1"), steps=2, warmup=1, callbacks=[spy]
+    )
+    assert (res["strategy"], res["world_size"]) == ("SingleDeviceStrategy", 1)
+    assert len(spy.batches) == 3 and res["samples"] == 2 * 2  # timed: steps 2 and 3
+    cfg = make_cfg("data.batch_size=2", "data.group_size=1")
+    model = instantiate(cfg.model)
+    queries = model.bridge.num_queries
+    tokens = sum(int(b["attention_mask"].sum()) + 2 * queries for b in spy.batches[1:])
+    assert res["tokens_per_s"] * res["seconds"] == pytest.approx(tokens)
+    # FLOPs of step 1 recounted outside Lightning: forward + loss + backward on that batch
+    module = instantiate(cfg.stage.module)(model=model, loss=instantiate(cfg.loss),
+                                           optimizer=None, scheduler=None)  # fmt: skip
+    module.train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        module.loss(model(spy.batches[0]), spy.batches[0])["loss"].backward()
+    assert res["flops_per_step_per_rank"] == counter.get_total_flops() > 0

@@ -92,3 +92,33 @@ def test_deepspeed_stage3_extends_stage2():
     three = compose_train([*OWN, "trainer=deepspeed_zero3"]).trainer.strategy
     assert (two.stage, three.stage) == (2, 3)
     assert three.reduce_bucket_size == two.reduce_bucket_size and three.partition_activations
+
+
+def test_fsdp_units_of_the_vicuna7b_model_built_on_meta(tiny_corpus):
+    """The real 7B shapes (meta device, no weights): one dtype per unit, blocks as units."""
+    cfg = compose_train([
+        *OWN, "model=vicuna7b", "trainer=fsdp", "model.meta_device=true",
+        "model.vision.require_pretrained=false", "model.llm.require_weights=false",
+        f"model.tokenizer_path={tiny_corpus}/synthetic/tokenizer",
+    ])  # fmt: skip
+    model = instantiate(cfg.model)
+    policy = instantiate(cfg.trainer.strategy.auto_wrap_policy)
+    units = policy._run_policy(model, set(), {})
+    kinds = {}
+    for u in units:
+        kinds.setdefault(type(u).__name__, []).append(u)
+    assert len(kinds.pop("LlamaDecoderLayer")) == 32
+    assert len(kinds.pop("ResidualAttentionBlock")) == 23  # ViT-L/14 up to the penultimate
+    assert {k: len(v) for k, v in kinds.items()} == {
+        "QueryBridge": 1, "RegionPromptEncoder": 1, "SpatialDecoder": 1, "Linear": 3,
+    }  # fmt: skip
+    inside = {id(p) for u in units for p in u.parameters()}
+    for u in units:
+        assert len({p.dtype for p in u.parameters()}) == 1, type(u).__name__
+    root = [(n, p) for n, p in model.named_parameters() if id(p) not in inside]
+    assert {p.dtype for _, p in root} == {torch.bfloat16}  # embeddings, head, norm, stem
+    assert not any(p.requires_grad for _, p in root)
+    assert any(n.startswith("llm.") and "embed_tokens" in n for n, _ in root)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert 6.9e9 < frozen < 7.1e9 and trainable < 0.1e9  # bf16 LLM + tower; fp32 heads
