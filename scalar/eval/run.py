@@ -24,6 +24,7 @@ from scalar.eval.report import protocol, results_markdown, summary_lines, wandb_
 from scalar.stages.evaluate import TASKS, EvalModule
 from scalar.train.checkpoint import (
     UserError,
+    is_checkpoint,
     latest_run_checkpoint,
     load_checkpoint_file,
     resolve_ckpt_path,
@@ -49,8 +50,8 @@ def resolve_eval_ckpt(cfg: DictConfig) -> str:
             raise UserError(f"ckpt=last: no training run with checkpoints/last.ckpt in {runs_dir}")
         return str(found)
     path = resolve_ckpt_path(value, Path(cfg.paths.output_dir), runs_dir)
-    if path is None or not Path(path).is_file():
-        raise UserError(f"checkpoint not found or not a single file: {value}")
+    if path is None or not is_checkpoint(Path(path)):  # a file or a sharded folder
+        raise UserError(f"checkpoint not found: {value}")
     return path
 
 

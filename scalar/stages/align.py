@@ -251,7 +251,15 @@ class AlignModule(L.LightningModule):
         bs = len(batch["input_ids"])
         prefix = self.split_prefix(stage, dataloader_idx)
         terms = self.loss(self.model(batch), batch)
-        self._log_terms(prefix, terms, bs, on_step=False, on_epoch=True, add_dataloader_idx=False)
+        self._log_terms(
+            prefix,
+            terms,
+            bs,
+            on_step=False,
+            on_epoch=True,
+            add_dataloader_idx=False,
+            sync_dist=True,
+        )  # fmt: skip  (every rank's share of the split)
         if not self.do_generate or self.trainer.sanity_checking and batch_idx > 0:
             return
         groups = rows_by_task(batch.get("samples") or [], self.eval_tasks)
@@ -312,8 +320,8 @@ class AlignModule(L.LightningModule):
                     values.update({f"{prefix}/{task}/{k}": v for k, v in metric.compute().items()})
                 elif idx == 0 and task == "rec":
                     values[f"{prefix}/rec/{metric.name}"] = float("nan")
-        for name, value in values.items():
-            self.log(name, float(value), prog_bar=name == f"{stage}/rec/acc@0.5")
+        for name, value in values.items():  # computed from every rank's records: the same
+            self.log(name, float(value), prog_bar=name == f"{stage}/rec/acc@0.5", sync_dist=True)
         self._metrics = {}
 
     # ------------------------------------------------------------------ pictures

@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from scalar.train.callbacks import RngState, RunInfo
 from scalar.train.checkpoint import (
+    CKPT_DIR,
+    LAST,
     UserError,
     load_checkpoint_file,
     load_model_weights,
@@ -79,6 +81,40 @@ def _single_log_stream() -> None:
         lg.propagate = True
 
 
+def build_module(cfg: DictConfig, datamodule: Any = None, init: bool = True) -> L.LightningModule:
+    """The stage's LightningModule around a new model (``init_from`` weights if ``init``)."""
+    model = instantiate(cfg.model)
+    if datamodule is not None:
+        _check_preprocess(model, datamodule)
+    optimizer, scheduler = build_optim(cfg)
+    module = instantiate(cfg.stage.module)(
+        model=model, loss=instantiate(cfg.loss), optimizer=optimizer, scheduler=scheduler
+    )
+    if init and cfg.get("init_from"):
+        n = load_model_weights(module.model, cfg.init_from)
+        log.info("init_from %s: loaded %d weight tensors", cfg.init_from, n)
+    return module
+
+
+def _evaluation_after_fit(cfg: DictConfig, trainer: L.Trainer, module: Any, ckpt: str | None):
+    """The trainer and module to validate / test with once ``fit`` has returned.
+
+    Under FSDP, Lightning cannot run the fitted module again: FSDP wrapped its parts in
+    place, and a second ``validate`` sees the root's flattened shards instead of weights
+    (Lightning issue 20373). There, a new module and trainer load the checkpoint (written
+    first if the run kept none); the loggers carry on. Elsewhere, the same ones.
+    """
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return trainer, module, ckpt
+    if ckpt is None:
+        ckpt = str(Path(cfg.paths.output_dir) / CKPT_DIR / LAST)
+        trainer.save_checkpoint(ckpt)
+    fresh = instantiate(cfg.trainer, logger=trainer.loggers or False, callbacks=[])
+    return fresh, build_module(cfg, init=False), ckpt
+
+
 def build(cfg: DictConfig) -> dict[str, Any]:
     """Datamodule, module, trainer and what a run needs to start; no training yet."""
     _single_log_stream()
@@ -92,16 +128,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     if _local_rank_zero() and hasattr(datamodule, "prepare_data"):
         datamodule.prepare_data()  # builds the synthetic corpus and its tokenizer if missing
     _make_train_loader_resumable(datamodule, int(cfg.seed))
-    model = instantiate(cfg.model)
-    _check_preprocess(model, datamodule)
-    loss = instantiate(cfg.loss)
-    optimizer, scheduler = build_optim(cfg)
-    module = instantiate(cfg.stage.module)(
-        model=model, loss=loss, optimizer=optimizer, scheduler=scheduler
-    )
-    if cfg.get("init_from"):
-        n = load_model_weights(module.model, cfg.init_from)
-        log.info("init_from %s: loaded %d weight tensors", cfg.init_from, n)
+    module = build_module(cfg, datamodule)
+    model = module.model
 
     runs_dir = run_dir.parent
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, runs_dir)
@@ -215,6 +243,8 @@ def _train(cfg: DictConfig) -> float | None:
         metrics["trainer/global_step"] = float(trainer.global_step)
         ckpt_path = _best_ckpt(trainer)
     eval_ckpt = ckpt_path if ckpt_path and Path(ckpt_path).exists() else None
+    if cfg.get("train", True) and (cfg.get("validate", True) or cfg.get("test", False)):
+        trainer, module, eval_ckpt = _evaluation_after_fit(cfg, trainer, module, eval_ckpt)
     if cfg.get("validate", True):
         for result in trainer.validate(module, datamodule=datamodule, ckpt_path=eval_ckpt):
             metrics.update(_flat(result))

@@ -99,3 +99,55 @@ def test_fsdp_bf16_layout_frozen_towers_in_bf16_units_trainable_parts_fp32(tiny_
             moved += 1
     assert moved > 30
     assert all(torch.isfinite(torch.tensor(r)).all() for r in out["losses"])
+
+
+@pytest.mark.slow
+def test_train_py_under_fsdp_then_eval_py_on_the_sharded_best_checkpoint(tiny_corpus, tmp_path):
+    """``train.py trainer=fsdp`` end to end: validation, sharded checkpoints, the post-fit
+    validation of the best checkpoint (new module and trainer), then ``eval.py`` on it."""
+    import csv
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, cli_overrides
+    from tests.eval.conftest import eval_args
+    from tests.scale.dist_job import CPU_FSDP
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    for key in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"):
+        env.pop(key, None)
+    args = [a for a in cli_overrides(tiny_corpus, tmp_path / "logs") if a != "trainer=cpu"]
+    args += ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2",
+             "trainer.precision=32-true", f"trainer.strategy._target_={CPU_FSDP}",
+             "trainer.max_steps=8", "trainer.val_check_interval=4",
+             # BatchNorm statistics are buffers FSDP does not keep in step across ranks
+             "model.vision.freeze=true", "model.trainable.vision=false"]  # fmt: skip
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    ckpts = run / "checkpoints"
+    (best,) = ckpts.glob("best-*.ckpt")
+    for folder in (best, ckpts / "last.ckpt"):
+        assert (folder / ".metadata").is_file() and len(list(folder.glob("*.distcp"))) == 2
+    assert f"evaluated checkpoint: {best}" in proc.stdout
+    # the post-fit validation of the best checkpoint repeats the in-fit one of its step
+    step = int(best.name.split("step")[1].split(".")[0])
+    (log,) = (run / "csv").rglob("metrics.csv")
+    rows = [r for r in csv.DictReader(log.open()) if r.get("val/loss")]
+    during = next(r for r in rows if int(r["step"]) == step - 1)  # logged after the step
+    final = json.loads((run / "metrics.json").read_text())
+    for key in ("val/loss", "val/lm", "val/box", "val/heldout/loss", "val/rec/acc@0.5"):
+        assert final[key] == pytest.approx(float(during[key]), rel=1e-6, abs=1e-7), key
+
+    cmd = [
+        sys.executable,
+        str(ROOT / "eval.py"),
+        *eval_args(tiny_corpus, tmp_path / "logs", f"ckpt={best}", "split=val", "tasks=[rec]"),
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (results,) = (tmp_path / "logs").rglob("results.json")
+    assert json.loads(results.read_text())["splits"]["val"]["rec"]["n"] > 0
