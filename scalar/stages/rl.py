@@ -15,6 +15,7 @@ to the text rows' loss.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -186,6 +187,10 @@ class RLModule(AlignModule):
             raise ValueError("the RL stage needs a SceneDataModule (data=...)")
         dm.setup("fit")
         self.collator = dm.collator
+        # the reference is the policy as the run starts (init_from weights): copied here,
+        # before a checkpoint is restored and before FSDP wraps the model (no deepcopy of
+        # a sharded module); a resumed run gets its trainable part from the checkpoint
+        self._ref = [frozen_copy(self.model)]
         if self.source == "images":
             names = {c.name for corpus in dm.read_corpora().values() for c in corpus.categories}
             self.consistency = ConsistencyRollout(
@@ -199,7 +204,7 @@ class RLModule(AlignModule):
             self.extra["scorer"] = caption_scorer(dm.samples.get("train") or [])
 
     def on_fit_start(self) -> None:
-        self._ref = [frozen_copy(self.model).to(self.device)]
+        self._ref = [self.reference.to(self.device)]
 
     @property
     def reference(self) -> nn.Module:
@@ -446,11 +451,32 @@ class RLModule(AlignModule):
                 logger.log_table(key="train/samples", columns=cols, data=data, step=step)
 
     # ------------------------------------------------------------------ state
+    def _reference_trainable(self) -> dict[str, Tensor]:
+        """The reference's copies of the policy's trainable weights (the rest is shared)."""
+        wrappers = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")  # FSDP's prefixes
+        names = set()
+        for n, p in self.model.named_parameters():
+            if p.requires_grad:
+                names.add(functools.reduce(lambda a, w: a.replace(w, ""), wrappers, n))
+        return {n: p for n, p in self.reference.named_parameters() if n in names}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["reward_norms"] = self.rewards.state_dict()
+        if self._ref:
+            ref = self._reference_trainable()
+            checkpoint["reference"] = {n: p.detach().cpu().clone() for n, p in ref.items()}
+        if self.consistency is not None:  # which proposals and expressions come next
+            checkpoint["rollout_rng"] = self.consistency.rng.bit_generator.state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         if checkpoint.get("reward_norms"):
             self.rewards.load_state_dict(checkpoint["reward_norms"])
+        if checkpoint.get("rollout_rng") and self.consistency is not None:
+            self.consistency.rng.bit_generator.state = checkpoint["rollout_rng"]
+        saved = checkpoint.get("reference")
+        if saved and self._ref:  # the reference of the interrupted run, not the resumed policy
+            with torch.no_grad():
+                for name, p in self._reference_trainable().items():
+                    p.copy_(saved[name].to(p.device, p.dtype))

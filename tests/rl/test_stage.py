@@ -6,6 +6,7 @@ import csv
 import math
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -131,3 +132,46 @@ def test_labeled_rewards_run_from_training_batches(tiny_corpus, align_ckpt, tmp_
 def test_bad_settings_are_clear_errors():
     with pytest.raises(ValueError, match="rl.algo"):
         RLModule(torch.nn.Linear(1, 1), None, None, rewards={"x": None}, algo="ppo")
+
+
+class _StopAt(L.Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+def test_resume_is_exact_and_keeps_the_runs_reference(tiny_corpus, align_ckpt, tmp_path):
+    """4 GRPO steps in one go == 2 steps, stop, ``ckpt_path=last``, 2 more (weights and the
+    KL reference: the policy the run started from, not the resumed one)."""
+
+    def run(name: str, stop: int | None = None, resume: bool = False):
+        extra = ["ckpt_path=last"] if resume else []
+        cfg = compose_train([
+            *tiny_overrides(tiny_corpus, tmp_path / "logs", tmp_path / name), *RL_FAST,
+            "rl.algo=grpo", f"init_from={align_ckpt}", "trainer.max_steps=4",
+            "trainer.limit_val_batches=0", "callbacks.model_checkpoint.monitor=null",
+            "callbacks.model_checkpoint.every_n_train_steps=2", "logger=none",
+            "~callbacks.lr_monitor", *extra,
+        ])  # fmt: skip
+        parts = build(cfg)
+        if stop:
+            parts["trainer"].callbacks.append(_StopAt(stop))
+        parts["trainer"].fit(parts["module"], datamodule=parts["datamodule"],
+                             ckpt_path=parts["ckpt_path"])  # fmt: skip
+        return parts["module"]
+
+    whole = run("whole")
+    run("split", stop=2)
+    resumed = run("split", resume=True)
+    assert resumed.trainer.global_step == whole.trainer.global_step == 4
+    start = load_checkpoint_file(align_ckpt)["state_dict"]
+    for name, w in whole.model.state_dict().items():
+        assert torch.allclose(w, resumed.model.state_dict()[name], atol=1e-6), name
+    moved = 0
+    for name, w in resumed.reference.named_parameters():
+        assert torch.equal(w, start["model." + name]), name  # the align weights, not step 2's
+        moved += not torch.equal(w, resumed.model.state_dict()[name])
+    assert moved > 0

@@ -101,18 +101,13 @@ def test_fsdp_bf16_layout_frozen_towers_in_bf16_units_trainable_parts_fp32(tiny_
     assert all(torch.isfinite(torch.tensor(r)).all() for r in out["losses"])
 
 
-@pytest.mark.slow
-def test_train_py_under_fsdp_then_eval_py_on_the_sharded_best_checkpoint(tiny_corpus, tmp_path):
-    """``train.py trainer=fsdp`` end to end: validation, sharded checkpoints, the post-fit
-    validation of the best checkpoint (new module and trainer), then ``eval.py`` on it."""
-    import csv
-    import json
+def _train_py_fsdp(tiny_corpus, tmp_path, *extra: str):
+    """``train.py`` with the fsdp preset on two CPU ranks; returns (process, run folder)."""
     import os
     import subprocess
     import sys
 
     from tests.conftest import ROOT, cli_overrides
-    from tests.eval.conftest import eval_args
     from tests.scale.dist_job import CPU_FSDP
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
@@ -123,11 +118,27 @@ def test_train_py_under_fsdp_then_eval_py_on_the_sharded_best_checkpoint(tiny_co
              "trainer.precision=32-true", f"trainer.strategy._target_={CPU_FSDP}",
              "trainer.max_steps=8", "trainer.val_check_interval=4",
              # BatchNorm statistics are buffers FSDP does not keep in step across ranks
-             "model.vision.freeze=true", "model.trainable.vision=false"]  # fmt: skip
+             "model.vision.freeze=true", "model.trainable.vision=false", *extra]  # fmt: skip
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    return proc, run, env
+
+
+@pytest.mark.slow
+def test_train_py_under_fsdp_then_eval_py_on_the_sharded_best_checkpoint(tiny_corpus, tmp_path):
+    """``train.py trainer=fsdp`` end to end: validation, sharded checkpoints, the post-fit
+    validation of the best checkpoint (new module and trainer), then ``eval.py`` on it."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.eval.conftest import eval_args
+
+    proc, run, env = _train_py_fsdp(tiny_corpus, tmp_path)
     ckpts = run / "checkpoints"
     (best,) = ckpts.glob("best-*.ckpt")
     for folder in (best, ckpts / "last.ckpt"):
@@ -151,3 +162,24 @@ def test_train_py_under_fsdp_then_eval_py_on_the_sharded_best_checkpoint(tiny_co
     assert proc.returncode == 0, proc.stderr[-3000:]
     (results,) = (tmp_path / "logs").rglob("results.json")
     assert json.loads(results.read_text())["splits"]["val"]["rec"]["n"] > 0
+
+
+@pytest.mark.slow
+def test_rl_stage_under_fsdp(tiny_corpus, tmp_path):
+    """GRPO on grounding rows under FSDP: the reference is copied before wrapping, and the
+    sharded checkpoint carries it and the rollout RNG for an exact resume."""
+    import json
+
+    _, run, _ = _train_py_fsdp(
+        tiny_corpus, tmp_path, "stage=rl", "rl.group_size=2", "rl.prompt_batch_size=1",
+        "trainer.max_steps=4", "stage.monitor=val/rec/acc@0.5",
+    )  # fmt: skip
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["trainer/global_step"] == 4
+    assert "train/reward/ground/exclusive_grounding" in metrics
+    assert "val/rec/acc@0.5" in metrics  # the post-fit validation ran
+    meta = load_checkpoint_file(run / "checkpoints" / "last.ckpt", weights=False)
+    assert meta["reference"] and "rollout_rng" in meta
+    merged = _weights(load_checkpoint_file(run / "checkpoints" / "last.ckpt"))
+    moved = [n for n, w in meta["reference"].items() if not torch.equal(w, merged[n])]
+    assert moved  # the policy moved away from the reference it is held to
