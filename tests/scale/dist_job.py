@@ -11,7 +11,7 @@ Options: ``--strategy ddp|fsdp`` (the ``trainer`` preset; FSDP runs through
 vision tower and LLM stored in bf16, trainable parts fp32), ``--save-every N`` (the
 default ModelCheckpoint every N steps, ``RUN_DIR/checkpoints``), ``--stop-at N`` (the
 run stops after step N of its ``STEPS``, as if killed after the checkpoint), ``--resume``
-(``ckpt_path=last``).
+(``ckpt_path=last``), ``--streaming DIR`` (read the prepared shards in ``DIR``).
 
 The vision tower is frozen: its BatchNorm then uses running statistics, identical on
 every rank (SyncBatchNorm, the GPU answer, refuses CPU tensors). Only the ``rec`` task
@@ -39,7 +39,7 @@ CPU_FSDP = "tests.scale.cpu_fsdp.CPUFSDPStrategy"
 
 def overrides(data_dir: str, run_dir: str, devices: int, batch: int, steps: int,
               strategy: str = "ddp", bf16_frozen: bool = False, save_every: int = 0,
-              resume: bool = False) -> list[str]:  # fmt: skip
+              resume: bool = False, streaming: str = "") -> list[str]:  # fmt: skip
     tiny = list(TINY)
     if devices > 1:
         tiny = [o for o in TINY if o != "trainer=cpu"]
@@ -95,6 +95,7 @@ def overrides(data_dir: str, run_dir: str, devices: int, batch: int, steps: int,
         f"trainer.devices={devices}",
         "trainer.deterministic=true",
         *(["ckpt_path=last"] if resume else []),
+        *([f"data.streaming={streaming}"] if streaming else []),
     ]
 
 
@@ -161,9 +162,11 @@ def main() -> None:
     ap.add_argument("--save-every", type=int, default=0)
     ap.add_argument("--stop-at", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--streaming", default="", help="WebDataset shards folder (data.streaming)")
     a = ap.parse_args()
     cfg = compose_train(overrides(a.data_dir, a.run_dir, a.devices, a.batch, a.steps,
-                                  a.strategy, a.bf16_frozen, a.save_every, a.resume))  # fmt: skip
+                                  a.strategy, a.bf16_frozen, a.save_every, a.resume,
+                                  a.streaming))  # fmt: skip
     with open_dict(cfg):
         cfg.data.tasks = {"rec": 1.0}
     parts = build(cfg)

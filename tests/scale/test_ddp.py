@@ -65,6 +65,24 @@ def _answer_token_counts(tiny_corpus: Path, tmp_path: Path) -> set[int]:
     return set(labels)
 
 
+def _shards(tiny_corpus: Path, tmp_path: Path) -> Path:
+    """``python -m scalar.data shard``'s writer on the job's samples (rec only)."""
+    from hydra.utils import instantiate
+    from omegaconf import open_dict
+
+    from scalar.data.shards import write_shards
+    from tests.conftest import compose_train
+    from tests.scale.dist_job import overrides
+
+    cfg = compose_train(overrides(str(tiny_corpus), str(tmp_path / "x"), 1, 4, 1))
+    with open_dict(cfg):
+        cfg.data.tasks = {"rec": 1.0}
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    write_shards(dm.samples, tmp_path / "shards", shard_size=8)
+    return tmp_path / "shards"
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_match_one_process_with_doubled_batch(tiny_corpus, tmp_path):
     # precondition of the equivalence: equal normalisers (answer tokens, boxes) per sample
@@ -72,6 +90,12 @@ def test_ddp_two_cpu_processes_match_one_process_with_doubled_batch(tiny_corpus,
     steps = 3
     one = run_job(tmp_path / "one.pt", tiny_corpus, tmp_path / "r1", 1, 4, steps)
     two = run_job(tmp_path / "two.pt", tiny_corpus, tmp_path / "r2", 2, 2, steps)
+    # the same two ranks reading prepared WebDataset shards instead of the corpus
+    shards = _shards(tiny_corpus, tmp_path)
+    streamed = run_job(tmp_path / "s.pt", tiny_corpus, tmp_path / "r3", 2, 2, steps,
+                       "--streaming", str(shards))  # fmt: skip
+    assert streamed["ids"] == two["ids"] and streamed["losses"] == two["losses"]
+    assert all(torch.equal(w, streamed["state"][n]) for n, w in two["state"].items())
     assert (one["world"], two["world"]) == (1, 2)
     assert one["step"] == two["step"] == steps
     moved = 0
