@@ -17,8 +17,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
+def _cuda() -> bool:
+    """Whether this process computes on CUDA (the Trainer has put the model there)."""
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
 def _sync() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if _cuda():
         torch.cuda.synchronize()
 
 
@@ -46,7 +51,7 @@ class Meter(L.Callback):
             self._counter.__enter__()
         elif self.seen == self.warmup:
             _sync()
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
+            if _cuda():
                 torch.cuda.reset_peak_memory_stats()
             self._t0 = time.perf_counter()
 
@@ -106,7 +111,7 @@ def bench_trainer(cfg, steps: int, warmup: int, callbacks: list | None = None) -
         "flops_per_step_per_rank": meter.flops_per_step,
         "achieved_tflops_per_rank": meter.flops_per_step * steps / meter.seconds / 1e12,
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if _cuda():
         res["device"] = torch.cuda.get_device_name()
         res["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     else:

@@ -7,9 +7,10 @@
 OVERRIDES are Hydra overrides of conf/train.yaml (``model=tiny data=synthetic ...``).
 ``--trainer`` runs the steps through Lightning's Trainer with the configured strategy and
 precision (``trainer=fsdp``, ``ddp``, ``deepspeed_*``; several processes where the
-trainer asks for them; see ``bench/meter.py``). Without it the loop is the align stage's step (forward, AlignLoss, backward, optimizer step) on batches
-of the configured data module, on CUDA when ``trainer.accelerator`` is gpu (bf16 autocast
-when ``trainer.precision`` is bf16-mixed).
+trainer asks for them; see ``bench/meter.py``). Without it the loop is the align stage's
+step (forward, AlignLoss, backward, optimizer step) on batches of the configured data
+module, on CUDA when ``trainer.accelerator`` is gpu (bf16 autocast when
+``trainer.precision`` is bf16-mixed).
 
 FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` counts one training step (forward +
 backward; matmul, conv and attention kernels) on a real batch. Then
@@ -50,6 +51,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def peak_for(device: str, given: float | None) -> float | None:
+    """``--peak-tflops`` if given, else the bf16 dense peak of a GPU named in ``device``."""
+    return given or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device), None)
 
 
 def llm_flops(h, inter, layers, vocab, tokens, mode="trainable", ckpt=False) -> dict:
@@ -184,9 +190,7 @@ def bench(cfg, steps: int, warmup: int, peak_tflops: float | None) -> dict:
         name = torch.cuda.get_device_name()
         res["device"] = name
         res["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        peak_tflops = peak_tflops or next(
-            (v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None
-        )
+        peak_tflops = peak_for(name, peak_tflops)
     else:
         res["device"] = f"cpu ({platform.processor() or platform.machine()}, "
         res["device"] += f"{torch.get_num_threads()} threads)"
@@ -217,10 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         res = bench_trainer(cfg, args.steps, max(1, args.warmup))
         if res is None:  # not rank 0
             return 0
-        peak = args.peak_tflops or next(
-            (v for k, v in PEAK_BF16_TFLOPS.items() if k in res["device"]), None
-        )
-        res["peak_tflops"] = peak
+        peak = res["peak_tflops"] = peak_for(res["device"], args.peak_tflops)
         res["mfu"] = res["achieved_tflops_per_rank"] / peak if peak else None
     else:
         res = bench(cfg, args.steps, max(1, args.warmup), args.peak_tflops)

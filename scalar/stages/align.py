@@ -251,15 +251,9 @@ class AlignModule(L.LightningModule):
         bs = len(batch["input_ids"])
         prefix = self.split_prefix(stage, dataloader_idx)
         terms = self.loss(self.model(batch), batch)
-        self._log_terms(
-            prefix,
-            terms,
-            bs,
-            on_step=False,
-            on_epoch=True,
-            add_dataloader_idx=False,
-            sync_dist=True,
-        )  # fmt: skip  (every rank's share of the split)
+        # sync_dist: the epoch value averages every rank's share of the split
+        opts = {"on_step": False, "on_epoch": True, "add_dataloader_idx": False, "sync_dist": True}
+        self._log_terms(prefix, terms, bs, **opts)
         if not self.do_generate or self.trainer.sanity_checking and batch_idx > 0:
             return
         groups = rows_by_task(batch.get("samples") or [], self.eval_tasks)

@@ -15,7 +15,6 @@ to the text rows' loss.
 from __future__ import annotations
 
 import csv
-import functools
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +51,13 @@ from scalar.rl.scoring import score_rows
 from scalar.stages.align import EVAL_TASKS, AlignModule, _plain
 
 log = logging.getLogger(__name__)
+
+
+def _unwrapped(name: str) -> str:
+    """A parameter name without the prefixes FSDP and activation checkpointing insert."""
+    return name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
+
+
 ALGOS = ("scst", "grpo", "dpo")
 SOURCES = ("images", "labeled")
 
@@ -453,11 +459,7 @@ class RLModule(AlignModule):
     # ------------------------------------------------------------------ state
     def _reference_trainable(self) -> dict[str, Tensor]:
         """The reference's copies of the policy's trainable weights (the rest is shared)."""
-        wrappers = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")  # FSDP's prefixes
-        names = set()
-        for n, p in self.model.named_parameters():
-            if p.requires_grad:
-                names.add(functools.reduce(lambda a, w: a.replace(w, ""), wrappers, n))
+        names = {_unwrapped(n) for n, p in self.model.named_parameters() if p.requires_grad}
         return {n: p for n, p in self.reference.named_parameters() if n in names}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

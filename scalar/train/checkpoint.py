@@ -25,7 +25,8 @@ class UserError(Exception):
     """A mistake in the command line or config: reported as one line, exit code 2."""
 
 
-def _is_local(path: str) -> bool:
+def is_local(path: str) -> bool:
+    """A path on this machine (plain, or ``file://``), not a remote URL."""
     return "://" not in path or path.startswith("file://")
 
 
@@ -43,7 +44,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"{type(self).__name__} takes no storage_options, got {storage_options!r}"
             )
         path = str(path)
-        if not _is_local(path):
+        if not is_local(path):
             return super().save_checkpoint(checkpoint, path)
         path = path.removeprefix("file://")
         folder = os.path.dirname(os.path.abspath(path))
@@ -90,11 +91,12 @@ def is_checkpoint(path: Path) -> bool:
 
 
 def resolve_ckpt_path(value: str | None, run_dir: Path, runs_dir: Path) -> str | None:
-    """Turn ``ckpt_path`` into a checkpoint file, or ``None`` to start fresh.
+    """Turn ``ckpt_path`` into a checkpoint (file or sharded folder), or ``None``.
 
     ``last``: this run's ``checkpoints/last.ckpt`` if it exists, else the newest run of
-    the same task that has one. A directory: its ``checkpoints/last.ckpt`` (or
-    ``last.ckpt``). A file: itself. Anything that does not exist is a :class:`UserError`.
+    the same task that has one (a file or a sharded folder). A sharded FSDP / DeepSpeed
+    folder: itself. Another directory: its ``checkpoints/last.ckpt`` (or ``last.ckpt``).
+    A file: itself. Anything that does not exist is a :class:`UserError`.
     """
     if value in (None, "", "null", "none", "None"):
         return None
@@ -107,7 +109,7 @@ def resolve_ckpt_path(value: str | None, run_dir: Path, runs_dir: Path) -> str |
                 f"ckpt_path=last: no {CKPT_DIR}/{LAST} in {run_dir} or any run under {runs_dir}"
             )
         return str(found)
-    if not _is_local(value):
+    if not is_local(value):
         return value
     path = Path(value.removeprefix("file://")).expanduser()
     if path.is_dir():

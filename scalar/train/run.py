@@ -19,6 +19,7 @@ from scalar.train.checkpoint import (
     CKPT_DIR,
     LAST,
     UserError,
+    is_local,
     load_checkpoint_file,
     load_model_weights,
     resolve_ckpt_path,
@@ -62,7 +63,7 @@ def _local_rank_zero() -> bool:
 def _wandb_resume_id(cfg: DictConfig, ckpt_path: str | None) -> None:
     """Continue the W&B run recorded in the checkpoint when one is resumed."""
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
-    if not ckpt_path or wandb_cfg is None or wandb_cfg.get("id") or "://" in str(ckpt_path):
+    if not ckpt_path or wandb_cfg is None or wandb_cfg.get("id") or not is_local(ckpt_path):
         return
     meta = load_checkpoint_file(ckpt_path, weights=False)
     run_id = (meta.get("scalar") or {}).get("wandb_run_id")

@@ -6,7 +6,6 @@ import csv
 import math
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -17,6 +16,7 @@ from scalar.train.checkpoint import load_checkpoint_file
 from scalar.train.run import build, train
 from tests.conftest import compose_train
 from tests.rl.conftest import RL_FAST, tiny_overrides
+from tests.scale.dist_job import StopAt
 
 
 class FakeWandb(WandbLogger):
@@ -134,15 +134,6 @@ def test_bad_settings_are_clear_errors():
         RLModule(torch.nn.Linear(1, 1), None, None, rewards={"x": None}, algo="ppo")
 
 
-class _StopAt(L.Callback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.global_step >= self.step:
-            trainer.should_stop = True
-
-
 def test_resume_is_exact_and_keeps_the_runs_reference(tiny_corpus, align_ckpt, tmp_path):
     """4 GRPO steps in one go == 2 steps, stop, ``ckpt_path=last``, 2 more (weights and the
     KL reference: the policy the run started from, not the resumed one)."""
@@ -158,7 +149,7 @@ def test_resume_is_exact_and_keeps_the_runs_reference(tiny_corpus, align_ckpt, t
         ])  # fmt: skip
         parts = build(cfg)
         if stop:
-            parts["trainer"].callbacks.append(_StopAt(stop))
+            parts["trainer"].callbacks.append(StopAt(stop))
         parts["trainer"].fit(parts["module"], datamodule=parts["datamodule"],
                              ckpt_path=parts["ckpt_path"])  # fmt: skip
         return parts["module"]

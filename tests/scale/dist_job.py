@@ -23,6 +23,7 @@ losses. SGD with momentum (see below).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -37,18 +38,31 @@ from tests.conftest import CORPUS, TINY, compose_train  # noqa: E402
 CPU_FSDP = "tests.scale.cpu_fsdp.CPUFSDPStrategy"
 
 
+def cpu_ranks(strategy: str, precision: str = "32-true") -> list[str]:
+    """Overrides running the ``strategy`` preset in CPU processes (gloo); with
+    ``trainer.devices`` > 1."""
+    out = [f"trainer={strategy}", "trainer.accelerator=cpu", f"trainer.precision={precision}"]
+    return out + ([f"trainer.strategy._target_={CPU_FSDP}"] if strategy == "fsdp" else [])
+
+
+def launch_env(**extra: str) -> dict[str, str]:
+    """This environment for a launched job: the repository importable, one thread per
+    rank, and no rendezvous variables left over from a launcher around the tests."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **extra)
+    for key in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"):
+        env.pop(key, None)
+    return env
+
+
 def overrides(data_dir: str, run_dir: str, devices: int, batch: int, steps: int,
               strategy: str = "ddp", bf16_frozen: bool = False, save_every: int = 0,
               resume: bool = False, streaming: str = "") -> list[str]:  # fmt: skip
     tiny = list(TINY)
     if devices > 1:
-        tiny = [o for o in TINY if o != "trainer=cpu"]
-        tiny += [f"trainer={strategy}", "trainer.accelerator=cpu"]
         # bf16 storage of the frozen parts needs the preset's bf16-mixed: "32-true" would
         # make Lightning's FSDP plugin cast the whole module to fp32
-        tiny.append("trainer.precision=" + ("bf16-mixed" if bf16_frozen else "32-true"))
-        if strategy == "fsdp":
-            tiny.append(f"trainer.strategy._target_={CPU_FSDP}")
+        precision = "bf16-mixed" if bf16_frozen else "32-true"
+        tiny = [o for o in TINY if o != "trainer=cpu"] + cpu_ranks(strategy, precision)
     callbacks = ["callbacks=none"]
     if save_every:
         callbacks = [
@@ -147,9 +161,17 @@ def fsdp_layout(trainer) -> dict:
     return {"units": units, "checkpointed": ckpt}
 
 
-def main() -> None:
+def job_config(*args, **kwargs):
+    """The composed config of :func:`overrides` (same arguments), training ``rec`` only."""
     from omegaconf import open_dict
 
+    cfg = compose_train(overrides(*args, **kwargs))
+    with open_dict(cfg):
+        cfg.data.tasks = {"rec": 1.0}
+    return cfg
+
+
+def main() -> None:
     from scalar.train.run import build
 
     ap = argparse.ArgumentParser()
@@ -164,11 +186,8 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--streaming", default="", help="WebDataset shards folder (data.streaming)")
     a = ap.parse_args()
-    cfg = compose_train(overrides(a.data_dir, a.run_dir, a.devices, a.batch, a.steps,
-                                  a.strategy, a.bf16_frozen, a.save_every, a.resume,
-                                  a.streaming))  # fmt: skip
-    with open_dict(cfg):
-        cfg.data.tasks = {"rec": 1.0}
+    cfg = job_config(a.data_dir, a.run_dir, a.devices, a.batch, a.steps, a.strategy,
+                     a.bf16_frozen, a.save_every, a.resume, a.streaming)  # fmt: skip
     parts = build(cfg)
     trainer, module = parts["trainer"], parts["module"]
     seen = Seen()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 import torch
 
 from scalar.data.dataset import MixtureSampler
+from tests.scale.dist_job import job_config, launch_env
 
 JOB = Path(__file__).with_name("dist_job.py")
 ROOT = JOB.parents[2]
@@ -33,9 +33,7 @@ def run_job(
     out: Path, data: Path, run: Path, devices: int, batch: int, steps: int, *opts: str
 ) -> dict:
     """Run ``dist_job.py`` (``opts``: its options) and load what rank 0 wrote."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    for key in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"):
-        env.pop(key, None)
+    env = launch_env()
     args = [sys.executable, str(JOB), str(out), str(data), str(run), str(devices)]
     proc = subprocess.run(
         [*args, str(batch), str(steps), *opts], env=env, cwd=ROOT, capture_output=True, text=True,
@@ -45,53 +43,40 @@ def run_job(
     return torch.load(out, weights_only=False)
 
 
-def _answer_token_counts(tiny_corpus: Path, tmp_path: Path) -> set[int]:
+def _rec_datamodule(tiny_corpus: Path, tmp_path: Path):
+    """The single-process job's data module, set up for fitting."""
     from hydra.utils import instantiate
-    from omegaconf import open_dict
 
-    sys.path.insert(0, str(JOB.parent))
-    from dist_job import overrides
-
-    from tests.conftest import compose_train
-
-    cfg = compose_train(overrides(str(tiny_corpus), str(tmp_path / "x"), 1, 4, 1))
-    with open_dict(cfg):
-        cfg.data.tasks = {"rec": 1.0}
-    dm = instantiate(cfg.data)
+    dm = instantiate(job_config(str(tiny_corpus), str(tmp_path / "x"), 1, 4, 1).data)
     dm.setup("fit")
+    return dm
+
+
+def _answer_token_counts(dm) -> set[int]:
     batch = dm.collator([dm._dataset("train")[i] for i in range(len(dm.samples["train"]))])
     labels = (batch["labels"] != -100).sum(1).tolist()
     assert len(batch["target_boxes"]) == len(labels)  # one box per sample
     return set(labels)
 
 
-def _shards(tiny_corpus: Path, tmp_path: Path) -> Path:
+def _shards(dm, out: Path) -> Path:
     """``python -m scalar.data shard``'s writer on the job's samples (rec only)."""
-    from hydra.utils import instantiate
-    from omegaconf import open_dict
-
     from scalar.data.shards import write_shards
-    from tests.conftest import compose_train
-    from tests.scale.dist_job import overrides
 
-    cfg = compose_train(overrides(str(tiny_corpus), str(tmp_path / "x"), 1, 4, 1))
-    with open_dict(cfg):
-        cfg.data.tasks = {"rec": 1.0}
-    dm = instantiate(cfg.data)
-    dm.setup("fit")
-    write_shards(dm.samples, tmp_path / "shards", shard_size=8)
-    return tmp_path / "shards"
+    write_shards(dm.samples, out, shard_size=8)
+    return out
 
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_match_one_process_with_doubled_batch(tiny_corpus, tmp_path):
     # precondition of the equivalence: equal normalisers (answer tokens, boxes) per sample
-    assert len(_answer_token_counts(tiny_corpus, tmp_path)) == 1
+    dm = _rec_datamodule(tiny_corpus, tmp_path)
+    assert len(_answer_token_counts(dm)) == 1
     steps = 3
     one = run_job(tmp_path / "one.pt", tiny_corpus, tmp_path / "r1", 1, 4, steps)
     two = run_job(tmp_path / "two.pt", tiny_corpus, tmp_path / "r2", 2, 2, steps)
     # the same two ranks reading prepared WebDataset shards instead of the corpus
-    shards = _shards(tiny_corpus, tmp_path)
+    shards = _shards(dm, tmp_path / "shards")
     streamed = run_job(tmp_path / "s.pt", tiny_corpus, tmp_path / "r3", 2, 2, steps,
                        "--streaming", str(shards))  # fmt: skip
     assert streamed["ids"] == two["ids"] and streamed["losses"] == two["losses"]

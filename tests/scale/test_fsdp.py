@@ -103,20 +103,15 @@ def test_fsdp_bf16_layout_frozen_towers_in_bf16_units_trainable_parts_fp32(tiny_
 
 def _train_py_fsdp(tiny_corpus, tmp_path, *extra: str):
     """``train.py`` with the fsdp preset on two CPU ranks; returns (process, run folder)."""
-    import os
     import subprocess
     import sys
 
     from tests.conftest import ROOT, cli_overrides
-    from tests.scale.dist_job import CPU_FSDP
+    from tests.scale.dist_job import cpu_ranks, launch_env
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    for key in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"):
-        env.pop(key, None)
+    env = launch_env(WANDB_MODE="offline")
     args = [a for a in cli_overrides(tiny_corpus, tmp_path / "logs") if a != "trainer=cpu"]
-    args += ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2",
-             "trainer.precision=32-true", f"trainer.strategy._target_={CPU_FSDP}",
-             "trainer.max_steps=8", "trainer.val_check_interval=4",
+    args += [*cpu_ranks("fsdp"), "trainer.devices=2", "trainer.max_steps=8", "trainer.val_check_interval=4",
              # BatchNorm statistics are buffers FSDP does not keep in step across ranks
              "model.vision.freeze=true", "model.trainable.vision=false", *extra]  # fmt: skip
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
