@@ -12,7 +12,8 @@ from torchvision.ops import box_iou
 
 from scalar.data.collate import Collator
 from scalar.data.scene import ImageInfo, Scene
-from scalar.rl.consistency_rollout import ConsistencyRollout, format_agreement_reward
+from scalar.rewards.consistency import format_agreement_reward
+from scalar.rl.consistency_rollout import ConsistencyRollout
 from scalar.rl.rollout import collate_prompts, repeat_rows
 from scalar.rl.scoring import score_rows
 from tests.conftest import CORPUS, compose_train
