@@ -251,7 +251,9 @@ def test_every_option_of_a_nested_group_instantiates(group: str, option: str):
             raw = OmegaConf.to_container(module)  # interpolations unresolved, as written
             assert {k: raw[k] for k in spec} == spec
         cfg = _compose(f"{group}={option}", "stage.module.trainable=null")
-        module = instantiate(cfg.stage.module)(model=torch.nn.Linear(1, 1), loss=None, optimizer=None)
+        module = instantiate(cfg.stage.module)(
+            model=torch.nn.Linear(1, 1), loss=None, optimizer=None
+        )
         assert isinstance(module, AlignModule) and module.max_new_tokens == spec["max_new_tokens"]
         return
     cfg = _compose("stage=rl", f"{group}={option}")

@@ -61,7 +61,9 @@ class DPO(Algorithm):
     def __post_init__(self):
         self.score_terms = tuple(self.score_terms)
         if not 0.0 <= float(self.refine_fraction) <= 1.0:
-            raise ValueError(f"rl.algo.refine_fraction must be in [0, 1], got {self.refine_fraction}")
+            raise ValueError(
+                f"rl.algo.refine_fraction must be in [0, 1], got {self.refine_fraction}"
+            )
 
     def loss(self, pairs: PairBatch) -> dict[str, Tensor]:
         """``-mean log sigmoid(beta [(pi_c - ref_c) - (pi_r - ref_r)])``, ``margin``, ``accuracy``."""
