@@ -157,8 +157,10 @@ def run(cfg) -> None:
 
     try:
         if OmegaConf.is_missing(cfg, "command"):
-            raise UsageError(f"a command is required: python -m scalar.data {{{','.join(COMMANDS)}}} "
-                             "[override ...] (--help lists the keys)")
+            raise UsageError(
+                f"a command is required: python -m scalar.data {{{','.join(COMMANDS)}}} "
+                "[override ...] (--help lists the keys)"
+            )
         if cfg.command not in COMMANDS:
             raise UsageError(f"unknown command {cfg.command!r}; valid: {', '.join(COMMANDS)}")
         {"synth": synth, "validate": validate, "shard": shard}[cfg.command](cfg)
