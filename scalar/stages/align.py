@@ -342,7 +342,7 @@ class AlignModule(L.LightningModule):
             pred = [list(map(float, b)) for b in gen["boxes"][j][:1]]
             true = tb[tbatch == j][:1].tolist()
             text = sample.prompt.split("<sep>")[0][-80:]
-            pic = draw_boxes(img, pred, true)
+            pic = draw_boxes(img, pred, true, prompt=sample.prompt, answer=gen["texts"][j])
             path = root / f"{stem}_{k}.png"
             pic.save(path)
             self.picture_paths.append(path)
