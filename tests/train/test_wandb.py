@@ -1,7 +1,6 @@
 """W&B, offline: the eval predictions table carries box thumbnails, the eval pictures are
 logged, and multirun jobs' runs are named by their overrides and grouped by sweep."""
 
-import json
 import os
 import subprocess
 import sys
@@ -69,9 +68,8 @@ def test_predictions_table_has_box_thumbnails_and_pictures_are_logged(offline_lo
         path = tmp_path / "pictures" / f"val_rec_{k}.png"
         path.parent.mkdir(exist_ok=True)
         with Image.open(IMAGE) as im:
-            draw_boxes(im, [[0.1, 0.1, 0.5, 0.5]], [[0.2, 0.2, 0.6, 0.6]], prompt=f"p{k}").save(
-                path
-            )
+            pic = draw_boxes(im, [[0.1, 0.1, 0.5, 0.5]], [[0.2, 0.2, 0.6, 0.6]], prompt=f"p{k}")
+        pic.save(path)
         pics.append(path)
     assert wandb_pictures([offline_logger], pics) == 1
     files = run_files(tmp_path)
