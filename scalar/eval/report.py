@@ -172,15 +172,20 @@ def wandb_pictures(loggers, paths) -> int:
     """The run folder's pictures (``<split>_<task>_<k>.png``) as W&B images under
     ``eval/pictures/<split>_<task>``; returns the number of keys logged."""
     from lightning.pytorch.loggers import WandbLogger
+    from PIL import Image
 
-    by_key: dict[str, list[str]] = {}
-    for path in paths:
-        by_key.setdefault(Path(path).stem.rsplit("_", 1)[0], []).append(str(path))
-    n = 0
-    for logger in loggers or []:
-        if isinstance(logger, WandbLogger):
-            for key, files in sorted(by_key.items()):
-                captions = [Path(f).name for f in files]
-                logger.log_image(f"eval/pictures/{key}", images=files, caption=captions)
-                n += 1
-    return n
+    from scalar.train.pictures import same_size
+
+    wandb_loggers = [lg for lg in loggers or [] if isinstance(lg, WandbLogger)]
+    by_key: dict[str, list[Path]] = {}
+    for path in paths if wandb_loggers else []:
+        by_key.setdefault(Path(path).stem.rsplit("_", 1)[0], []).append(Path(path))
+    for key, files in sorted(by_key.items()):
+        images = []
+        for f in files:
+            with Image.open(f) as im:
+                images.append(im.convert("RGB"))
+        for logger in wandb_loggers:
+            captions = [f.name for f in files]
+            logger.log_image(f"eval/pictures/{key}", images=same_size(images), caption=captions)
+    return len(by_key) * len(wandb_loggers)

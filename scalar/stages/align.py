@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from scalar.metrics import CaptionCIDEr, RecAccuracy, TextAccuracy
 from scalar.train.batch import row_image, rows_by_task, select_rows
-from scalar.train.pictures import draw_boxes, image_for_sample, wandb_boxes
+from scalar.train.pictures import draw_boxes, image_for_sample, same_size, wandb_boxes
 from scalar.train.strategies import clip_gradients
 
 log = logging.getLogger(__name__)
@@ -357,8 +357,9 @@ class AlignModule(L.LightningModule):
         for logger in self.loggers:
             if isinstance(logger, WandbLogger) and images:
                 logger.log_image(
-                    "val/pictures", images, step=self.global_step, boxes=boxes, caption=captions
-                )
+                    "val/pictures", same_size(images), step=self.global_step, boxes=boxes,
+                    caption=captions,
+                )  # fmt: skip
 
     # ------------------------------------------------------------------ optimisation
     def configure_gradient_clipping(

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-PRED, TRUE, GIVEN = (230, 30, 30), (30, 170, 60), (40, 110, 240)
+PRED, TRUE, GIVEN = (230, 30, 30), (30, 200, 60), (40, 110, 240)
 LEGEND = {"pred": (PRED, "predicted"), "true": (TRUE, "true"), "given": (GIVEN, "visual prompt")}
 MIN_LONG_SIDE = 512  # pictures are upscaled to at least this many pixels on the long side
 OUTLINE = 3  # box outline width in pixels of the picture
@@ -146,6 +146,23 @@ def draw_boxes(
         x += int(f.getlength(name)) + 3 * PAD
     for k, line in enumerate(lines, 1):
         draw.text((PAD, y + k * line_h), line, fill=PANEL_FG, font=f)
+    return out
+
+
+def same_size(images: Sequence[Image.Image]) -> list[Image.Image]:
+    """The pictures padded (right and bottom, panel colour) to a common size: W&B shows a
+    list of images logged under one key correctly only when their sizes match."""
+    if not images:
+        return []
+    size = (max(i.size[0] for i in images), max(i.size[1] for i in images))
+    out = []
+    for im in images:
+        if im.size == size:
+            out.append(im)
+            continue
+        padded = Image.new("RGB", size, PANEL_BG)
+        padded.paste(im, (0, 0))
+        out.append(padded)
     return out
 
 

@@ -16,6 +16,7 @@ from scalar.train.pictures import (
     iou_text,
     panel_lines,
     record_boxes01,
+    same_size,
 )
 
 GREY = (120, 120, 120)
@@ -118,3 +119,13 @@ def test_record_boxes_are_normalised_by_image_size():
     assert record_boxes01(rec) == ([[0.1, 0.1, 0.5, 0.5]], [[0, 0, 1, 1]], [[0.25, 0.5, 0.5, 1]])
     grounded = {"image_size": [10, 10], "boxes": [], "truth": {"objects": [{"box": [0, 0, 5, 5]}]}}
     assert record_boxes01(grounded) == ([], [[0, 0, 0.5, 0.5]], [])
+
+
+def test_same_size_pads_right_and_bottom_with_the_panel_colour():
+    a, b = Image.new("RGB", (10, 20), GREY), Image.new("RGB", (12, 15), GREY)
+    out = same_size([a, b])
+    assert [i.size for i in out] == [(12, 20), (12, 20)]
+    first, second = np.asarray(out[0]), np.asarray(out[1])
+    assert np.all(first[:, :10] == GREY) and np.all(first[:, 10:] == PANEL_BG)
+    assert np.all(second[:15] == GREY) and np.all(second[15:] == PANEL_BG)
+    assert same_size([]) == []
