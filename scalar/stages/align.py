@@ -356,10 +356,10 @@ class AlignModule(L.LightningModule):
 
         for logger in self.loggers:
             if isinstance(logger, WandbLogger) and images:
+                images = same_size(images)  # W&B shows a list of one size correctly
                 logger.log_image(
-                    "val/pictures", same_size(images), step=self.global_step, boxes=boxes,
-                    caption=captions,
-                )  # fmt: skip
+                    "val/pictures", images, step=self.global_step, boxes=boxes, caption=captions
+                )
 
     # ------------------------------------------------------------------ optimisation
     def configure_gradient_clipping(
