@@ -22,7 +22,8 @@ LEGEND = {"pred": (PRED, "predicted"), "true": (TRUE, "true"), "given": (GIVEN, 
 MIN_LONG_SIDE = 512  # pictures are upscaled to at least this many pixels on the long side
 OUTLINE = 3  # box outline width in pixels of the picture
 FONT_PX = 18  # panel text height
-PANEL_BG, PANEL_FG = (250, 250, 250), (15, 15, 15)
+PANEL_BG, PANEL_FG, RULE = (232, 235, 240), (15, 15, 15), (70, 70, 70)  # panel colours
+RULE_PX = 2  # the line between the image and the panel
 PAD = 8  # panel margins
 SPECIAL = ("<s>", "</s>", "<pad>", "<sep>")  # tokens not worth showing in the panel text
 
@@ -137,6 +138,7 @@ def draw_boxes(
     out = Image.new("RGB", (w, h + PAD * 2 + line_h * (1 + len(lines))), PANEL_BG)
     out.paste(pic, (0, 0))
     draw = ImageDraw.Draw(out)
+    draw.rectangle([0, h, w - 1, h + RULE_PX - 1], fill=RULE)
     x, y = PAD, h + PAD
     for key in shown:  # legend: a swatch per colour shown, then its name
         colour, name = LEGEND[key]

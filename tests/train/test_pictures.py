@@ -10,6 +10,8 @@ from scalar.train.pictures import (
     MIN_LONG_SIDE,
     PANEL_BG,
     PRED,
+    RULE,
+    RULE_PX,
     TRUE,
     box_iou,
     draw_boxes,
@@ -60,7 +62,9 @@ def test_large_image_keeps_its_size_and_pixels():
 
 
 def panel(pic: Image.Image, image_h: int) -> np.ndarray:
-    return np.asarray(pic)[image_h:]
+    """The panel below the image, without the line that separates them."""
+    assert np.all(np.asarray(pic)[image_h : image_h + RULE_PX] == RULE)
+    return np.asarray(pic)[image_h + RULE_PX :]
 
 
 def text_rows(p: np.ndarray) -> int:
@@ -79,7 +83,7 @@ def test_panel_has_legend_and_one_text_line_per_item():
     assert full.size[1] - short.size[1] == 2 * line_h
     p = panel(full, 512)
     assert p.shape[0] >= 4 * FONT_PX  # legible: at least four lines of 18 px text
-    assert np.all(p[-1] == PANEL_BG) and np.all(p[:, -1] == PANEL_BG)  # margins are blank
+    assert np.all(p[-1] == PANEL_BG) and np.all(p[:, -1] == PANEL_BG)  # blank margins
     for colour in (PRED, TRUE, GIVEN):  # legend swatches of every colour drawn
         swatch = np.all(p == np.array(colour, dtype=np.uint8), axis=-1)
         assert swatch.sum() >= (FONT_PX - 6) ** 2
