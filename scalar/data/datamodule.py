@@ -49,8 +49,10 @@ def _plain(x: Any) -> Any:
     return x
 
 
-class ResumableLoader(DataLoader):
-    """A DataLoader whose state is its ``MixtureSampler``'s (Lightning saves and restores it)."""
+class MixtureLoader(DataLoader):
+    """A DataLoader whose state is its ``MixtureSampler``'s (Lightning saves and restores it):
+    the resumable loader of the task mixture (other loaders are made resumable by
+    :class:`scalar.train.resume.ResumableLoader`)."""
 
     def state_dict(self) -> dict:
         return self.sampler.state_dict()
@@ -302,7 +304,7 @@ class SceneDataModule(L.LightningDataModule):
         return SampleDataset(self.samples[split], self.image_size, self.mean, self.std)
 
     def _loader(self, split: str, batch_size: int, sampler=None) -> DataLoader:
-        return (ResumableLoader if sampler is not None else DataLoader)(
+        return (MixtureLoader if sampler is not None else DataLoader)(
             self._dataset(split),
             batch_size=batch_size,
             sampler=sampler,

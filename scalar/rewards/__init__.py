@@ -10,6 +10,7 @@ from scalar.rewards.combine import Rewards, RewardSpec, RunningNorm, combine_rew
 from scalar.rewards.consistency import (
     describe_then_ground_reward,
     exclusive_grounding_reward,
+    format_agreement_reward,
     ground_describe_ground_reward,
     prompt_format_agreement,
     prompt_format_consistency_reward,
@@ -45,6 +46,7 @@ __all__ = [
     "entropy_regulariser",
     "exclusive_grounding_reward",
     "exhaustiveness_reward",
+    "format_agreement_reward",
     "first_box",
     "greedy_match",
     "ground_describe_ground_reward",

@@ -116,6 +116,21 @@ def prompt_format_agreement(
     return out
 
 
+def format_agreement_reward(
+    texts: Sequence[str], prompt_kinds: Sequence[str], anchors: Sequence[Mapping[str, str]]
+) -> np.ndarray:
+    """Per sampled category: the share of the other prompt kinds' answers it agrees with.
+
+    ``anchors[i]``: the greedy answers of the other kinds for the same region, e.g.
+    ``{"point": "cat", "mask": "dog"}``; ``texts[i]`` answered kind ``prompt_kinds[i]``.
+    """
+    out = np.zeros(len(texts))
+    for i, (text, kind, other) in enumerate(zip(texts, prompt_kinds, anchors)):
+        entry = {kind: text, **{k: v for k, v in other.items() if k != kind}}
+        out[i] = prompt_format_agreement([entry])[0][kind] if len(entry) > 1 else 0.0
+    return out
+
+
 def ground_describe_ground_reward(
     first_boxes: Sequence[Any], second_boxes: Sequence[Any]
 ) -> np.ndarray:

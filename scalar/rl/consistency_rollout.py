@@ -21,27 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from scalar.rewards.consistency import prompt_format_agreement
 from scalar.rl.grounding import greedy_texts, ground, ground_context, ground_rows, norm_box, to_px
 from scalar.rl.rollout import caption_sample, roc_sample
 from scalar.train.batch import row_image
 
 ROLES = ("describe", "format", "gdg", "ground")
-
-
-def format_agreement_reward(
-    texts: Sequence[str], prompt_kinds: Sequence[str], anchors: Sequence[Mapping[str, str]]
-) -> np.ndarray:
-    """Per sampled category: the share of the other prompt kinds' answers it agrees with.
-
-    ``anchors[i]``: the greedy answers of the other kinds for the same region, e.g.
-    ``{"point": "cat", "mask": "dog"}``; ``texts[i]`` answered kind ``prompt_kinds[i]``.
-    """
-    out = np.zeros(len(texts))
-    for i, (text, kind, other) in enumerate(zip(texts, prompt_kinds, anchors)):
-        entry = {kind: text, **{k: v for k, v in other.items() if k != kind}}
-        out[i] = prompt_format_agreement([entry])[0][kind] if len(entry) > 1 else 0.0
-    return out
 
 
 class ConsistencyRollout:

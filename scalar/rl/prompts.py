@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from scalar.data.dataset import load_image
 from scalar.data.scene import Scene
-from scalar.train.resume import ResumableLoader, _rank_world
+from scalar.train.resume import ResumableLoader
 
 PROPOSALS = ("components", "random")
 
@@ -141,8 +141,9 @@ def collate_items(items: list[dict]) -> dict:
 def prompt_loader(
     datamodule, split: str, batch_size: int, proposals: str = "components",
     max_proposals: int = 8, seed: int = 0,
-) -> PromptOrder:  # fmt: skip
-    """A shuffled, resumable loader over the images of ``datamodule.corpora[split]``."""
+) -> ResumableLoader:  # fmt: skip
+    """A shuffled, resumable loader over the images of ``datamodule.corpora[split]``, in
+    the order of a shuffled ``DataLoader`` seeded with ``seed`` (that of earlier runs)."""
     corpora = datamodule.read_corpora()
     if split not in corpora:
         raise ValueError(
@@ -152,26 +153,5 @@ def prompt_loader(
         corpora[split].scenes, datamodule.image_size, datamodule.mean, datamodule.std,
         proposals, max_proposals, seed=seed,
     )  # fmt: skip
-    return PromptOrder(dataset, batch_size, collate_fn=collate_items, shuffle=True, seed=seed)
-
-
-class PromptOrder(ResumableLoader):
-    """A resumable prompt loader: exact mid-epoch resume, in the order of earlier versions.
-
-    The order of epoch ``e`` is the one ``DataLoader(shuffle=True,
-    generator=Generator().manual_seed(seed))`` gives in its ``e``-th full pass (per pass the
-    generator draws one worker base seed and two permutations), so RL runs reproduce the
-    ones made before the loader kept state. Under several ranks it shards like
-    :class:`ResumableLoader`.
-    """
-
-    def _order(self) -> list[int]:
-        if _rank_world()[1] > 1:
-            return super()._order()
-        n, g = len(self.dataset), torch.Generator().manual_seed(int(self.seed))
-        for _ in range(self.epoch):
-            torch.empty((), dtype=torch.int64).random_(generator=g)
-            torch.randperm(n, generator=g)
-            torch.randperm(n, generator=g)
-        torch.empty((), dtype=torch.int64).random_(generator=g)
-        return torch.randperm(n, generator=g).tolist()
+    return ResumableLoader(dataset, batch_size, collate_fn=collate_items, shuffle=True, seed=seed,
+                           order="dataloader")  # fmt: skip

@@ -31,6 +31,22 @@ class _EpochSetter:
         self._loader.set_epoch(epoch)
 
 
+def dataloader_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The order ``DataLoader(shuffle=True, generator=Generator().manual_seed(seed))`` gives
+    in its ``epoch``-th full pass (per pass its generator draws one worker base seed and
+    two permutations: the sampler's and an unused one)."""
+    g = torch.Generator().manual_seed(int(seed))
+    for _ in range(int(epoch)):
+        torch.empty((), dtype=torch.int64).random_(generator=g)
+        torch.randperm(n, generator=g)
+        torch.randperm(n, generator=g)
+    torch.empty((), dtype=torch.int64).random_(generator=g)
+    return torch.randperm(n, generator=g).tolist()
+
+
+ORDERS = ("seeded", "dataloader")
+
+
 class ResumableLoader:
     """Iterates ``dataset`` in batches; shuffled per epoch, sharded over DDP ranks.
 
@@ -39,6 +55,11 @@ class ResumableLoader:
     (by index, without loading them). Worker processes, pinning and ``collate_fn``
     behave as in a ``DataLoader``, which is rebuilt for every epoch with a generator
     seeded from (seed, epoch) so that the global RNG is never consumed by data loading.
+
+    ``order``: ``seeded`` (a permutation seeded by (seed, epoch)) or ``dataloader`` (on one
+    rank, the order of a shuffled ``DataLoader`` seeded with ``seed``: the RL prompt
+    images keep the order of the runs made before they were resumable; several ranks
+    shard the seeded order).
     """
 
     def __init__(
@@ -53,10 +74,14 @@ class ResumableLoader:
         pin_memory: bool = False,
         worker_init_fn: Callable[[int], None] | None = None,
         persistent_workers: bool = False,  # noqa: ARG002 (rebuilt each epoch)
+        order: str = "seeded",
         **loader_kwargs: Any,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        self.order = order
         self.dataset, self.batch_size, self.collate_fn = dataset, int(batch_size), collate_fn
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, int(seed)
         self.num_workers, self.pin_memory = int(num_workers), pin_memory
@@ -72,12 +97,14 @@ class ResumableLoader:
 
     def _order(self) -> list[int]:
         n = len(self.dataset)
+        rank, world = _rank_world()
+        if self.shuffle and self.order == "dataloader" and world == 1:
+            return dataloader_order(n, self.seed, self.epoch)
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
             order = torch.randperm(n, generator=g).tolist()
         else:
             order = list(range(n))
-        rank, world = _rank_world()
         if world > 1:  # pad (like DistributedSampler) so every rank gets as many samples
             per_rank = -(-n // world)
             order = (order * (1 + (per_rank * world) // max(1, n)))[: per_rank * world]

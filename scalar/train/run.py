@@ -147,8 +147,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data)
     if _local_rank_zero() and hasattr(datamodule, "prepare_data"):
         datamodule.prepare_data()  # builds the synthetic corpus and its tokenizer if missing
-    _make_train_loader_resumable(datamodule, int(cfg.seed))
     module = build_module(cfg, datamodule)
+    _make_train_loader_resumable(datamodule, int(cfg.seed), module)
     model = module.model
 
     runs_dir = run_dir.parent
@@ -182,14 +182,18 @@ def _check_preprocess(model: Any, datamodule: Any) -> None:
         check(datamodule.image_size, datamodule.mean, datamodule.std)
 
 
-def _make_train_loader_resumable(datamodule: Any, seed: int) -> None:
-    """Wrap the datamodule's train loader so a mid-epoch resume continues exactly."""
+def _make_train_loader_resumable(datamodule: Any, seed: int, module: Any = None) -> None:
+    """Wrap the datamodule's train loader so a mid-epoch resume continues exactly; a
+    module with a ``train_loader(datamodule)`` hook (the RL stage's prompts) supplies its
+    own loader unless the hook returns ``None``."""
     make = getattr(datamodule, "train_dataloader", None)
     if make is None:
         return
+    own = getattr(module, "train_loader", None)
 
     def train_dataloader():
-        return make_resumable(make(), seed)
+        loader = own(datamodule) if own is not None else None
+        return make_resumable(make() if loader is None else loader, seed)
 
     datamodule.train_dataloader = train_dataloader
 

@@ -20,6 +20,7 @@ from scalar.rewards import (
     exclusive_grounding_reward,
     exhaustiveness_reward,
     first_box,
+    format_agreement_reward,
     ground_describe_ground_reward,
     iou_reward,
     length_reward,
@@ -154,6 +155,12 @@ def test_prompt_format_consistency_hand_worked():
     assert per_kind == {"box": 0.5, "point": 0.5, "mask": 0.0}
     with pytest.raises(ValueError, match=">= 2 prompt kinds"):
         prompt_format_consistency_reward([{"box": "cat"}])
+
+
+def test_format_agreement_reward_counts_the_other_kinds():
+    anchors = [{"point": "cat", "mask": "cat"}, {"point": "cat", "mask": "dog"}, {"box": "x"}]
+    out = format_agreement_reward(["a cat", "dog", "x"], ["box", "box", "point"], anchors)
+    np.testing.assert_allclose(out, [1.0, 0.5, 1.0])
 
 
 def test_ground_describe_ground_hand_worked():

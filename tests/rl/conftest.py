@@ -32,11 +32,13 @@ def align_ckpt(tiny_corpus: Path, tmp_path_factory) -> Path:
 
 RL_FAST = [
     "stage=rl",
-    "rl.group_size=2",
-    "stage.module.roles=[describe,format,gdg,ground]",
-    "rl.max_new_tokens=4",
-    "rl.prompt_batch_size=1",
-    "rl.table_every=1",
-    "stage.module.ground_tokens=4",
+    "rl.sampling.group_size=2",
+    "rl.sampling.max_new_tokens=4",
+    "stage.module.table.every=1",
     "stage.module.generate=false",
+]
+IMAGES_FAST = [  # image prompts (reward=consistency, the default)
+    "rl.prompts.roles=[describe,format,gdg,ground]",
+    "rl.prompts.batch_size=1",
+    "rl.prompts.ground_tokens=4",
 ]

@@ -12,7 +12,7 @@ from torchvision.ops import box_iou
 
 from scalar.data.collate import Collator
 from scalar.data.scene import ImageInfo, Scene
-from scalar.rl.consistency_rollout import ConsistencyRollout, format_agreement_reward
+from scalar.rl.consistency_rollout import ConsistencyRollout
 from scalar.rl.rollout import collate_prompts, repeat_rows
 from scalar.rl.scoring import score_rows
 from tests.conftest import CORPUS, compose_train
@@ -100,9 +100,3 @@ def test_consistency_rewards_of_a_hand_built_case(tiny_corpus: Path, monkeypatch
     np.testing.assert_allclose(total, expected, atol=1e-9)
     assert log["format_agreement"] == pytest.approx(4 / 6)
     assert 0.0 <= log["semantic"] <= 1.0 and applies["semantic"][:3].all()
-
-
-def test_format_agreement_reward_counts_the_other_kinds():
-    anchors = [{"point": "cat", "mask": "cat"}, {"point": "cat", "mask": "dog"}, {"box": "x"}]
-    out = format_agreement_reward(["a cat", "dog", "x"], ["box", "box", "point"], anchors)
-    np.testing.assert_allclose(out, [1.0, 0.5, 1.0])

@@ -11,11 +11,11 @@ import pytest
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from scalar.stages.rl import RLModule
+from scalar.rl.sampling import Sampler
 from scalar.train.checkpoint import load_checkpoint_file
 from scalar.train.run import build, train
 from tests.conftest import compose_train
-from tests.rl.conftest import RL_FAST, tiny_overrides
+from tests.rl.conftest import IMAGES_FAST, RL_FAST, tiny_overrides
 from tests.scale.dist_job import StopAt
 
 
@@ -44,14 +44,14 @@ class FakeWandb(WandbLogger):
         return "fake-run"
 
 
-def _cfg(tiny_corpus, tmp_path, *extra):
+def _cfg(tiny_corpus, tmp_path, *extra, images: bool = True):
     base = tiny_overrides(tiny_corpus, tmp_path / "logs", tmp_path / "run")
-    return compose_train([*base, *RL_FAST, *extra])
+    return compose_train([*base, *RL_FAST, *(IMAGES_FAST if images else []), *extra])
 
 
 @pytest.mark.parametrize("algo", ["scst", "grpo", "dpo"])
 def test_fast_dev_run_of_each_algorithm(algo, tiny_corpus, align_ckpt, tmp_path):
-    cfg = _cfg(tiny_corpus, tmp_path, f"rl.algo={algo}", "reward=consistency",
+    cfg = _cfg(tiny_corpus, tmp_path, f"rl/algo={algo}", "reward=consistency",
                f"init_from={align_ckpt}", "debug=fdr")  # fmt: skip
     assert cfg.stage.module._target_ == "scalar.stages.rl.RLModule"
     assert cfg.stage.monitor == "val/heldout/rec/acc@0.5"
@@ -82,22 +82,22 @@ def test_fast_dev_run_of_each_algorithm(algo, tiny_corpus, align_ckpt, tmp_path)
 
 
 def test_a_step_changes_trainable_parameters_only(tiny_corpus, align_ckpt, tmp_path, monkeypatch):
-    cfg = _cfg(tiny_corpus, tmp_path, "rl.algo=grpo", f"init_from={align_ckpt}", "debug=fdr",
-               "optim.scheduler=null", "optim.weight_decay=0.0", "rl.kl_beta=0.0")  # fmt: skip
-    real = RLModule.score
+    cfg = _cfg(tiny_corpus, tmp_path, "rl/algo=grpo", f"init_from={align_ckpt}", "debug=fdr",
+               "optim.scheduler=null", "optim.weight_decay=0.0", "rl.algo.kl_beta=0.0")  # fmt: skip
+    real = Sampler.score
 
-    def varied(self, batch, gen, update=True):  # distinct rewards: non-zero advantages
-        total, log, terms, applies = real(self, batch, gen, update)
+    def varied(self, model, batch, gen, update=True):  # distinct rewards: non-zero advantages
+        total, log, terms, applies = real(self, model, batch, gen, update)
         return np.arange(len(total), dtype=np.float64) % 2, log, terms, applies
 
-    monkeypatch.setattr(RLModule, "score", varied)
-    real_ground = RLModule.score_ground
+    monkeypatch.setattr(Sampler, "score", varied)
+    real_ground = Sampler.score_ground
 
-    def varied_ground(self, batch, boxes, update=True):
-        total, log, ctx = real_ground(self, batch, boxes, update)
+    def varied_ground(self, model, batch, boxes, update=True):
+        total, log, ctx = real_ground(self, model, batch, boxes, update)
         return np.arange(len(total), dtype=np.float64) % 2, log, ctx
 
-    monkeypatch.setattr(RLModule, "score_ground", varied_ground)
+    monkeypatch.setattr(Sampler, "score_ground", varied_ground)
     parts = build(cfg)
     module = parts["module"]
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
@@ -120,9 +120,9 @@ def test_a_step_changes_trainable_parameters_only(tiny_corpus, align_ckpt, tmp_p
 
 
 def test_labeled_rewards_run_from_training_batches(tiny_corpus, align_ckpt, tmp_path):
-    cfg = _cfg(tiny_corpus, tmp_path, "rl.algo=grpo", "reward=mixed", f"init_from={align_ckpt}",
-               "debug=fdr", "data.batch_size=8")  # fmt: skip
-    assert cfg.stage.module.source == "labeled"
+    cfg = _cfg(tiny_corpus, tmp_path, "rl/algo=grpo", "reward=mixed", f"init_from={align_ckpt}",
+               "debug=fdr", "data.batch_size=8", images=False)  # fmt: skip
+    assert cfg.rl.prompts._target_ == "scalar.rl.sources.LabeledPrompts"  # the reward picks it
     value = train(cfg)
     assert value is None or isinstance(value, float)
     rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "rl_samples.csv").open()))
@@ -130,8 +130,26 @@ def test_labeled_rewards_run_from_training_batches(tiny_corpus, align_ckpt, tmp_
 
 
 def test_bad_settings_are_clear_errors():
-    with pytest.raises(ValueError, match="rl.algo"):
-        RLModule(torch.nn.Linear(1, 1), None, None, rewards={"x": None}, algo="ppo")
+    from hydra.errors import HydraException
+
+    from scalar.rl.algos import DPO, GRPO
+    from scalar.rl.sampling import Sampling
+    from scalar.rl.sources import ImagePrompts
+    from scalar.stages.rl import RLModule
+
+    with pytest.raises(HydraException, match="rl/algo"):
+        compose_train(["stage=rl", "rl/algo=ppo"])
+    with pytest.raises(ValueError, match="group_size must be >= 2 for grpo"):
+        GRPO().check(Sampling(group_size=1))
+    with pytest.raises(ValueError, match="rl.sampling: temperature > 0"):
+        Sampling(temperature=0.0)
+    with pytest.raises(ValueError, match="rl.prompts.roles"):
+        ImagePrompts(roles=["ground", "guess"])
+    with pytest.raises(ValueError, match="refine_fraction"):
+        DPO(refine_fraction=1.5)
+    with pytest.raises(ValueError, match="rl/algo"):
+        RLModule(torch.nn.Linear(1, 1), None, None, algo="ppo", sampling=Sampling(),
+                 prompts=None, rewards=None)  # fmt: skip
 
 
 def test_resume_is_exact_and_keeps_the_runs_reference(tiny_corpus, align_ckpt, tmp_path):
@@ -142,7 +160,7 @@ def test_resume_is_exact_and_keeps_the_runs_reference(tiny_corpus, align_ckpt, t
         extra = ["ckpt_path=last"] if resume else []
         cfg = compose_train([
             *tiny_overrides(tiny_corpus, tmp_path / "logs", tmp_path / name), *RL_FAST,
-            "rl.algo=grpo", f"init_from={align_ckpt}", "trainer.max_steps=4",
+            *IMAGES_FAST, "rl/algo=grpo", f"init_from={align_ckpt}", "trainer.max_steps=4",
             "trainer.limit_val_batches=0", "callbacks.model_checkpoint.monitor=null",
             "callbacks.model_checkpoint.every_n_train_steps=2", "logger=none",
             "~callbacks.lr_monitor", *extra,

@@ -166,7 +166,7 @@ def test_rl_stage_under_fsdp(tiny_corpus, tmp_path):
     import json
 
     _, run, _ = _train_py_fsdp(
-        tiny_corpus, tmp_path, "stage=rl", "rl.group_size=2", "rl.prompt_batch_size=1",
+        tiny_corpus, tmp_path, "stage=rl", "rl.sampling.group_size=2", "rl.prompts.batch_size=1",
         "trainer.max_steps=4", "stage.monitor=val/rec/acc@0.5",
     )  # fmt: skip
     metrics = json.loads((run / "metrics.json").read_text())

@@ -12,12 +12,13 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF, compose_train
 
-GROUPS = {
-    p.name: sorted(f.stem for f in p.glob("*.yaml"))
-    for p in sorted(CONF.iterdir())
+GROUPS = {  # every config group, nested ones by their path (rl/algo, stage/validation)
+    p.relative_to(CONF).as_posix(): sorted(f.stem for f in p.glob("*.yaml"))
+    for p in sorted(CONF.rglob("*"))
     if p.is_dir() and any(p.glob("*.yaml"))
 }
 OPTIONS = [(g, o) for g, names in GROUPS.items() for o in names]
+NESTED = [(g, o) for g, o in OPTIONS if "/" in g]
 OWN = ["paths.output_dir=/tmp/scalar-test-run"]
 
 
@@ -33,7 +34,8 @@ def test_groups_are_what_train_yaml_names():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes(group: str, option: str):
-    extra = ["stage=rl"] if group == "reward" else []  # the reward group belongs to stage=rl
+    rl = group == "reward" or group.startswith("rl/")
+    extra = ["stage=rl"] if rl else []  # the reward and rl groups belong to stage=rl
     cfg = _compose(
         *extra, f"{group}={option}", hydra=group in ("hydra", "experiment", "hparams_search")
     )
@@ -45,11 +47,11 @@ def test_every_option_composes(group: str, option: str):
 
 def test_every_line_of_owned_configs_is_commented():
     owned = ["train.yaml", "stage", "trainer", "logger", "callbacks", "optim", "loss",
-             "experiment", "hparams_search", "debug", "hydra", "reward", "eval.yaml"]  # fmt: skip
+             "experiment", "hparams_search", "debug", "hydra", "reward", "rl", "eval.yaml"]  # fmt: skip
     files = []
     for name in owned:
         path = CONF / name
-        files += [path] if path.is_file() else sorted(path.glob("*.yaml"))
+        files += [path] if path.is_file() else sorted(path.rglob("*.yaml"))
     bare = []
     for f in files:
         lines = f.read_text().splitlines()
@@ -232,6 +234,49 @@ def test_stage_align_targets_the_align_module():
     assert cfg.stage.module._target_ == "scalar.stages.align.AlignModule"
     assert cfg.stage.monitor == "val/rec/acc@0.5"
     assert cfg.stage.module.nan_policy == cfg.nan_policy
+
+
+# -------------------------------------------------------------------- nested groups
+@pytest.mark.parametrize(("group", "option"), NESTED, ids=[f"{g}={o}" for g, o in NESTED])
+def test_every_option_of_a_nested_group_instantiates(group: str, option: str):
+    from scalar.rl.algos import Algorithm
+    from scalar.rl.sampling import Sampling
+    from scalar.rl.sources import ImagePrompts, LabeledPrompts
+    from scalar.stages.align import AlignModule
+
+    if group == "stage/validation":  # both stages take it whole, and their modules accept it
+        spec = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))
+        for stage in ("align", "rl"):
+            module = _compose(f"stage={stage}", f"{group}={option}").stage.module
+            raw = OmegaConf.to_container(module)  # interpolations unresolved, as written
+            assert {k: raw[k] for k in spec} == spec
+        cfg = _compose(f"{group}={option}", "stage.module.trainable=null")
+        module = instantiate(cfg.stage.module)(
+            model=torch.nn.Linear(1, 1), loss=None, optimizer=None
+        )
+        assert isinstance(module, AlignModule) and module.max_new_tokens == spec["max_new_tokens"]
+        return
+    cfg = _compose("stage=rl", f"{group}={option}")
+    obj = instantiate(OmegaConf.select(cfg, group.replace("/", ".")))
+    want = {"rl/algo": Algorithm, "rl/sampling": Sampling,
+            "rl/prompts": ImagePrompts | LabeledPrompts}[group]  # fmt: skip
+    assert isinstance(obj, want)
+    named = {"images": "ImagePrompts", "labeled": "LabeledPrompts", "default": "Sampling"}
+    assert type(obj).__name__ == named.get(option, option.upper())  # scst -> SCST ...
+
+
+@pytest.mark.parametrize("algo", GROUPS["rl/algo"])
+@pytest.mark.parametrize("reward", GROUPS["reward"])
+def test_the_rl_module_is_built_from_every_algorithm_and_reward(algo: str, reward: str):
+    from scalar.stages.rl import RLModule
+
+    cfg = _compose("stage=rl", f"rl/algo={algo}", f"reward={reward}", "stage.module.trainable=null")
+    module = instantiate(cfg.stage.module)(model=torch.nn.Linear(1, 1), loss=None, optimizer=None)
+    assert isinstance(module, RLModule) and module.algo.name == algo
+    source = "ImagePrompts" if reward == "consistency" else "LabeledPrompts"
+    assert type(module.prompts).__name__ == source  # the reward config picks its prompts
+    assert set(module.rewards.specs) == set(cfg.reward.terms)
+    assert module.hparams["algo"]["name"] == algo  # plain values in the checkpoint
 
 
 # -------------------------------------------------------------------- sweeps, debug, hydra

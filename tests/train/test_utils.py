@@ -105,6 +105,29 @@ def test_resumable_loader_shards_ranks(monkeypatch):
     assert set(sum(shards, [])) == set(data)
 
 
+def test_dataloader_order_matches_a_shuffled_dataloader_epoch_by_epoch():
+    """``order="dataloader"``: the batches of ``DataLoader(shuffle=True, generator=seed)``
+    pass after pass (the RL prompts' order), and a mid-epoch resume continues them."""
+    from torch.utils.data import DataLoader
+
+    data = list(range(11))
+    plain = DataLoader(data, batch_size=3, shuffle=True,
+                       generator=torch.Generator().manual_seed(7))  # fmt: skip
+    passes = [[b.tolist() for b in plain] for _ in range(3)]
+    ours = ResumableLoader(data, batch_size=3, collate_fn=torch.tensor, seed=7, order="dataloader")
+    for epoch, want in enumerate(passes):
+        ours.set_epoch(epoch)
+        assert _ids(ours) == want
+    assert passes[0] != passes[1]
+    it = iter(ours)  # epoch 2 again: stop after one batch and resume
+    first = next(it).tolist()
+    again = ResumableLoader(data, batch_size=3, collate_fn=torch.tensor, seed=7, order="dataloader")
+    again.load_state_dict(ours.state_dict())
+    assert [first, *_ids(again)] == passes[2]
+    with pytest.raises(ValueError, match="order must be one of"):
+        ResumableLoader(data, batch_size=3, order="random")
+
+
 def test_make_resumable_only_rebuilds_plain_shuffled_loaders():
     from torch.utils.data import DataLoader
 

@@ -1,0 +1,137 @@
+"""DPO: preference pairs of sampled answers, ``-log sigmoid(beta * margin)``.
+
+Text rows: the best and the worst of G sampled completions (ranked by ``score_terms``),
+the best refined first: its first tokens (up to the first box / point trigger, at most
+``refine_fraction`` of them) are kept and the rest resampled; the better of the refined
+and the original best is the chosen answer. Grounding rows: the best against the worst
+sampled box (no refinement).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scalar.rl.advantages import dpo_loss
+from scalar.rl.algos.base import Algorithm, PairBatch, Step
+from scalar.rl.grounding import action_logprob
+from scalar.rl.rollout import extend_prompts, take_rows
+from scalar.rl.sampling import GroundRollout, RolloutContext
+
+
+def pad_tokens(rows: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[Tensor, Tensor]:
+    """Token lists -> ``(tokens [N, L] padded with pad_id, lengths [N])``."""
+    width = max([len(r) for r in rows] + [1])
+    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
+    return out.to(device), torch.tensor([len(r) for r in rows], device=device)
+
+
+def decode(model, ids: Sequence[int]) -> str:
+    """Token ids -> text, keeping the box and point triggers (other specials dropped)."""
+    tok = model.tokenizer
+    strip = set(tok.all_special_ids) - {model.box_id, model.point_id}
+    return tok.decode([i for i in ids if i not in strip], skip_special_tokens=False)
+
+
+def content(gen: dict, j: int) -> list[int]:
+    """The generated tokens of row ``j`` (up to its length)."""
+    return gen["tokens"][j, : int(gen["lengths"][j])].tolist()
+
+
+@dataclass
+class DPO(Algorithm):
+    """``beta``: DPO temperature; ``score_terms``: reward terms summed to rank text samples
+    (the weighted total where none applies); ``refine_fraction``: share of the best
+    sample's tokens kept as the refinement prefix."""
+
+    name: ClassVar[str] = "dpo"
+    min_group: ClassVar[int] = 2
+    beta: float = 0.1
+    score_terms: Sequence[str] = ("semantic", "localization")
+    refine_fraction: float = 0.5
+
+    def __post_init__(self):
+        self.score_terms = tuple(self.score_terms)
+        if not 0.0 <= float(self.refine_fraction) <= 1.0:
+            raise ValueError(
+                f"rl.algo.refine_fraction must be in [0, 1], got {self.refine_fraction}"
+            )
+
+    def loss(self, pairs: PairBatch) -> dict[str, Tensor]:
+        """``-mean log sigmoid(beta [(pi_c - ref_c) - (pi_r - ref_r)])``, ``margin``, ``accuracy``."""
+        loss, stats = dpo_loss(pairs.chosen, pairs.rejected, pairs.ref_chosen,
+                               pairs.ref_rejected, self.beta)  # fmt: skip
+        return {"loss": loss, **stats}
+
+    def rank(self, terms, applies, total) -> np.ndarray:
+        """Per sample: the sum of ``score_terms`` where one applies, else the total."""
+        score, used = np.zeros(len(total)), np.zeros(len(total), dtype=bool)
+        for name in self.score_terms:
+            if name in terms:
+                score += np.where(applies[name], terms[name], 0.0)
+                used |= applies[name]
+        return np.where(used, score, total)
+
+    def text(self, ctx: RolloutContext, prompts: dict) -> Step | None:
+        sampler, model = ctx.sampler, ctx.policy
+        g, pad, eos = sampler.group_size, model.pad_id, model.eos_id
+        device = prompts["prompt_input_ids"].device
+        with torch.no_grad():
+            ro = sampler.text(model, prompts)
+            if ro is None:
+                return None
+            rep, gen, total = ro.rep, ro.gen, ro.total
+            first = self.rank(ro.terms, ro.applies, total).reshape(-1, g)
+            best, worst = first.argmax(1), first.argmin(1)
+            b = len(first)
+            prefixes = []  # refine the best: keep its first tokens, resample the rest
+            for i in range(b):
+                kept = [t for t in content(gen, i * g + int(best[i])) if t != eos]
+                cut = next((k for k, t in enumerate(kept)
+                            if t in (model.box_id, model.point_id)), len(kept))  # fmt: skip
+                prefixes.append(kept[: min(cut, int(math.ceil(self.refine_fraction * len(kept))))])
+            ext = extend_prompts(rep, [prefixes[j // g] for j in range(b * g)], pad)
+            gen2 = model.generate(ext, do_sample=True, **sampler.sampling.generate_kwargs)
+            rows = [prefixes[j // g] + content(gen2, j) for j in range(b * g)]
+            gen2 = dict(gen2, texts=[decode(model, r) for r in rows])
+            total2, _, terms2, applies2 = sampler.score(model, rep, gen2, update=False)
+            refined = self.rank(terms2, applies2, total2).reshape(-1, g)
+            chosen, rejected = [], []
+            for i in range(b):
+                k = int(refined[i].argmax())
+                if refined[i, k] >= first[i, best[i]]:
+                    chosen.append(rows[i * g + k])
+                else:
+                    chosen.append(content(gen, i * g + int(best[i])))
+                rejected.append(content(gen, i * g + int(worst[i])))
+            ro.log["refined_best"] = float(refined.max(1).mean())
+            ro.log["chosen_minus_rejected"] = float(
+                (np.maximum(refined.max(1), first.max(1)) - first.min(1)).mean()
+            )
+        pair = take_rows(prompts, list(range(b)) * 2)
+        tokens, lengths = pad_tokens(chosen + rejected, pad, device)
+        pol = sampler.logprobs(model, pair, tokens, lengths, 1.0)[0].sum(1)
+        with torch.no_grad():
+            ref = sampler.logprobs(ctx.reference, pair, tokens, lengths, 1.0)[0].sum(1)
+        terms = self.loss(PairBatch(pol[:b], pol[b:], ref[:b], ref[b:]))
+        gen["advantage"] = torch.as_tensor(first.reshape(-1), dtype=torch.float32)
+        return Step(terms.pop("loss"), terms, rep, gen, total, ro.log)
+
+    def ground_loss(self, ctx: RolloutContext, prompts: dict, ro: GroundRollout):
+        rewards, g = ro.rewards, ctx.sampler.group_size
+        best, worst = rewards.argmax(1), rewards.argmin(1)
+        base = torch.arange(len(rewards), device=rewards.device) * g
+        stds = ctx.sampler.sampling.ground_geometry_std
+        ref = action_logprob(ro.ref, ro.cells, ro.taken, g, stds)
+        pol = ro.logp[:, 0]
+        terms = self.loss(PairBatch(pol[base + best], pol[base + worst],
+                                    ref[base + best], ref[base + worst]))  # fmt: skip
+        return terms.pop("loss"), terms, rewards.reshape(-1)

@@ -1,0 +1,137 @@
+"""Where the RL stage's prompts come from, and the reward contexts of their samples
+(``conf/rl/prompts``; the reward group picks the source that suits it).
+
+A source draws on the datamodule: ``setup(datamodule)`` once the data is set up,
+``loader(datamodule)`` the training loader (``None``: the datamodule's own),
+``rows(model, batch, device)`` the policy rows of a batch (``{"text": ..., "ground": ...}``,
+either ``None``), and ``contexts`` / ``ground_contexts`` / ``extra`` the reward contexts
+of sampled rows (:func:`scalar.rl.scoring.score_rows`). ``state_dict`` is what an exact
+resume needs besides the loader's position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from scalar.rl.consistency_rollout import ROLES, ConsistencyRollout
+from scalar.rl.labeled import caption_scorer, labeled_contexts, labeled_prompts
+from scalar.rl.prompts import PROPOSALS, prompt_loader
+from scalar.rl.rollout import collate_prompts
+
+
+class ImagePrompts:
+    """Images of a split with their annotations withheld, through the consistency pipeline
+    (:mod:`scalar.rl.consistency_rollout`).
+
+    ``split``: data split whose images give prompts; ``batch_size``: images per step;
+    ``proposals`` (components | random) and ``max_proposals``: class-agnostic region
+    proposals per image; ``roles``: policy rows (ground, describe, format, gdg);
+    ``prompt_kinds``: prompt kinds compared by the format rows; ``ground_tokens``: budget of
+    the greedy groundings and format anchors; ``ground_queries``: ground rows per image;
+    ``describe_tokens``: budget of the greedy descriptions of sampled boxes;
+    ``ground_describe``: also describe each sampled box and ground the description;
+    ``seed``: proposal / query choice and prompt order.
+    """
+
+    def __init__(
+        self,
+        *,
+        split: str = "unlabeled",
+        batch_size: int = 4,
+        proposals: str = "components",
+        max_proposals: int = 8,
+        roles: Sequence[str] = ("ground",),
+        prompt_kinds: Sequence[str] = ("box", "point", "mask"),
+        ground_tokens: int = 8,
+        ground_queries: int = 4,
+        describe_tokens: int = 16,
+        ground_describe: bool = False,
+        seed: int = 0,
+    ):
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown:
+            raise ValueError(f"rl.prompts.roles: unknown {unknown} (choose from {ROLES})")
+        if proposals not in PROPOSALS:
+            raise ValueError(f"rl.prompts.proposals must be one of {PROPOSALS}, got {proposals!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"rl.prompts.batch_size must be >= 1, got {batch_size}")
+        self.split, self.batch_size = split, int(batch_size)
+        self.proposals, self.max_proposals = proposals, int(max_proposals)
+        self.roles, self.prompt_kinds = tuple(roles), tuple(prompt_kinds)
+        self.ground_tokens, self.ground_queries = int(ground_tokens), int(ground_queries)
+        self.describe_tokens, self.ground_describe = int(describe_tokens), bool(ground_describe)
+        self.seed = int(seed)
+        self.extra: dict[str, Any] = {}
+        self.collator = None
+        self.rollout: ConsistencyRollout | None = None
+
+    def setup(self, datamodule) -> None:
+        self.collator = datamodule.collator
+        corpora = datamodule.read_corpora().values()
+        names = sorted({c.name for corpus in corpora for c in corpus.categories})
+        self.rollout = ConsistencyRollout(
+            self.collator, self.roles, self.prompt_kinds, self.ground_tokens, self.seed,
+            self.ground_queries, self.describe_tokens, names,
+        )  # fmt: skip
+
+    def loader(self, datamodule):
+        """A shuffled, resumable loader over the images of the split."""
+        return prompt_loader(datamodule, self.split, self.batch_size, self.proposals,
+                             self.max_proposals, self.seed)  # fmt: skip
+
+    def rows(self, model, batch: Mapping[str, Any], device=None) -> dict:
+        samples, images = self.rollout.prompts(model, batch["items"], device)
+        out = {}
+        for part, keep in (("text", False), ("ground", True)):
+            rows = [j for j, s in enumerate(samples) if (s.meta.get("role") == "ground") == keep]
+            out[part] = collate_prompts(
+                self.collator, [samples[j] for j in rows], [images[j] for j in rows], device
+            ) if rows else None  # fmt: skip
+        return out
+
+    def contexts(self, model, batch: Mapping[str, Any], gen: Mapping[str, Any], device=None):
+        return self.rollout.contexts(model, batch, gen, device)
+
+    def ground_contexts(self, model, batch: Mapping[str, Any], boxes: Sequence, device=None):
+        return self.rollout.ground_contexts(model, batch, boxes, device, self.ground_describe)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Which proposals and expressions come next."""
+        return {"rollout_rng": self.rollout.rng.bit_generator.state} if self.rollout else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("rollout_rng") and self.rollout is not None:
+            self.rollout.rng.bit_generator.state = state["rollout_rng"]
+
+
+class LabeledPrompts:
+    """The datamodule's own training batches: rows of ``tasks`` become prompts, scored
+    against their annotations (REC boxes, caption references)."""
+
+    def __init__(self, *, tasks: Sequence[str] = ("rec", "caption")):
+        if not tasks:
+            raise ValueError("rl.prompts.tasks: name at least one task (rec, caption)")
+        self.tasks = tuple(tasks)
+        self.extra: dict[str, Any] = {}
+
+    def setup(self, datamodule) -> None:
+        self.extra["scorer"] = caption_scorer(datamodule.samples.get("train") or [])
+
+    def loader(self, datamodule) -> None:
+        return None  # the datamodule's training loader
+
+    def rows(self, model, batch: Mapping[str, Any], device=None) -> dict:
+        return {"text": labeled_prompts(batch, self.tasks), "ground": None}
+
+    def contexts(self, model, batch: Mapping[str, Any], gen: Mapping[str, Any], device=None):
+        return labeled_contexts(batch, gen)
+
+    def ground_contexts(self, model, batch: Mapping[str, Any], boxes: Sequence, device=None):
+        raise ValueError("labeled prompts have no grounding rows")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
