@@ -93,7 +93,9 @@ def run_job(tmp_path: Path, data: Path, preset: str, devices: int) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("preset", "strategy"), [("ddp", "DDPStrategy"), ("fsdp", "CPUFSDPStrategy")])
+@pytest.mark.parametrize(
+    ("preset", "strategy"), [("ddp", "DDPStrategy"), ("fsdp", "CPUFSDPStrategy")]
+)
 def test_two_process_presets_steps_clip_and_move(tiny_corpus, tmp_path, preset, strategy):
     rec = run_job(tmp_path, tiny_corpus, preset, 2)
     assert rec["strategy"] == strategy
