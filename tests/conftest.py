@@ -97,3 +97,14 @@ def cli_overrides(tiny_corpus: Path, log_dir: Path) -> list[str]:
     """The same tiny settings as command-line arguments of ``train.py``."""
     args = [*TINY, f"paths.data_dir={tiny_corpus}", f"paths.log_dir={log_dir}", *CORPUS]
     return args
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests run only when the ``-m`` expression names the marker (``-m gpu``): a
+    ``-m`` on the command line (``-m "not slow"``) replaces pyproject's ``-m 'not gpu'``."""
+    if "gpu" in (config.option.markexpr or ""):
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
