@@ -96,12 +96,63 @@ def _compose_error(conf_dir: Path, config_name: str, overrides: list[str]) -> st
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
-            compose(config_name=config_name, overrides=overrides)
+            cfg = compose(config_name=config_name, overrides=overrides)
+            problem = _value_error(cfg)
     except (HydraException, OmegaConfBaseException) as err:
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
         return "error: " + (" ".join(lines[:2]) if lines else type(err).__name__)
     finally:
         GlobalHydra.instance().clear()
+    return f"error: {problem}" if problem else None
+
+
+def _value_error(cfg) -> str | None:
+    """Typed values (``scalar.train.schema``), then a log folder that cannot be created."""
+    from omegaconf import OmegaConf
+
+    from scalar.train.schema import check_values
+
+    problem = check_values(cfg)
+    if problem:
+        return problem
+    problem = missing_data_root(cfg)
+    if problem:
+        return problem
+    log_dir = OmegaConf.select(cfg, "paths.log_dir", default=None)
+    return writable_folder(log_dir, "paths.log_dir") if isinstance(log_dir, str) else None
+
+
+def missing_data_root(cfg) -> str | None:
+    """A ``data.root`` that does not exist: only the default synthetic location is built."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    root = OmegaConf.select(cfg, "data.root", default=None)
+    if not isinstance(root, str) or os.path.exists(root):
+        return None
+    data_dir = OmegaConf.select(cfg, "paths.data_dir", default=None)
+    synthetic = OmegaConf.select(cfg, "data.synthetic", default=None) is not None
+    default = isinstance(data_dir, str) and os.path.abspath(root) == os.path.abspath(
+        os.path.join(data_dir, "synthetic")
+    )
+    if synthetic and default:
+        return None  # the embedded corpus is built there on first use
+    hint = " (the synthetic corpus is built only under paths.data_dir)" if synthetic else ""
+    return f"data.root={root}: no such folder{hint}"
+
+
+def writable_folder(path: str, key: str) -> str | None:
+    """Create ``path`` (as the run will) and write a probe file; one line if that fails."""
+    import os
+    import tempfile
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        return f"{key}={path}: cannot create or write the folder ({err.strerror or err})"
     return None
 
 

@@ -19,12 +19,15 @@ from scalar.train.checkpoint import (
     CKPT_DIR,
     LAST,
     UserError,
+    check_checkpoint,
+    clean_stale_tmp,
     is_local,
     load_checkpoint_file,
     load_model_weights,
-    resolve_ckpt_path,
 )
 from scalar.train.env import environment
+from scalar.train.interrupt import Interrupt
+from scalar.train.lineage import resolve_resume
 from scalar.train.resume import make_resumable
 from scalar.train.strategies import recompute_once
 
@@ -125,22 +128,27 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("deterministic"):
         torch.use_deterministic_algorithms(True, warn_only=True)
 
+    # checkpoints are checked (and the resume chosen) before the corpus loads
+    ckpt_path = resolve_resume(cfg, run_dir, run_dir.parent)
+    if cfg.get("init_from"):
+        check_checkpoint(cfg.init_from, "init_from")
+    stale = clean_stale_tmp(run_dir / CKPT_DIR)  # and the resumed run's (no longer running)
+    stale += clean_stale_tmp(Path(ckpt_path).parent) if ckpt_path and is_local(ckpt_path) else []
+    if stale:
+        log.warning("removed %d partial checkpoint file(s): %s", len(stale), stale[:3])
     datamodule = instantiate(cfg.data)
     if _local_rank_zero() and hasattr(datamodule, "prepare_data"):
         datamodule.prepare_data()  # builds the synthetic corpus and its tokenizer if missing
     _make_train_loader_resumable(datamodule, int(cfg.seed))
     module = build_module(cfg, datamodule)
     model = module.model
-
-    runs_dir = run_dir.parent
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, runs_dir)
     _wandb_resume_id(cfg, ckpt_path)
 
     config = OmegaConf.to_container(cfg, resolve=True)
     env = environment(cfg.paths.root_dir, int(cfg.seed))
     loggers = _objects(cfg.get("logger"))
     callbacks = _objects(cfg.get("callbacks"))
-    callbacks += [RunInfo(config, env["versions"]), RngState()]
+    callbacks += [RunInfo(config, env["versions"]), RngState(), Interrupt()]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     if recompute_once(trainer.strategy, model):
         log.info("the strategy checkpoints the LLM blocks: transformers' own checkpointing is off")
