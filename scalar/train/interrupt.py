@@ -62,10 +62,10 @@ class Interrupt(Callback):
         log.warning("%s received: stopping after this step", signal.Signals(signum).name)
         if trainer is None or trainer.state.stage == RunningStage.VALIDATING:
             return  # held until on_validation_end
-        trainer.received_sigterm = True  # Lightning stops at the end of this batch
         previous = self._previous.get(signal.SIGTERM)
         if signum == signal.SIGTERM and callable(previous):
             previous(signum, frame)  # Lightning's own (stops DDP workers too)
+        trainer._signal_connector.received_sigterm = True  # Lightning stops after this batch
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # after Lightning installed its SIGTERM handler (which this one replaces and calls)
@@ -80,7 +80,7 @@ class Interrupt(Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.pending is not None and not trainer.sanity_checking:  # held: stop now
-            trainer.received_sigterm = True
+            trainer._signal_connector.received_sigterm = True
 
     def _restore(self) -> None:
         for sig, handler in self._previous.items():
