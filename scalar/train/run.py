@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from scalar.data.ledger import record_skips
 from scalar.train.callbacks import RngState, RunInfo
 from scalar.train.checkpoint import (
     CKPT_DIR,
@@ -262,6 +263,7 @@ def _train(cfg: DictConfig) -> float | None:
             metrics.update(_flat(result))
 
     if trainer.is_global_zero:
+        metrics.update(record_skips(datamodule, run_dir))  # skips.json, skips/<split>/<reason>
         record = dict(metrics)
         write_json(run_dir / "metrics.json", record)
         print(summary_table(metrics))
