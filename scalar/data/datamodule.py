@@ -22,7 +22,6 @@ from scalar.data.collate import Collator, row_lengths
 from scalar.data.dataset import MixtureSampler, SampleDataset
 from scalar.data.evalset import EvalCollate, eval_dataset
 from scalar.data.ledger import SkipLedger, batch_split
-from scalar.data.readers.common import strict_rows
 from scalar.data.merge import clear_cache, read_all
 from scalar.data.prepare import (
     attach_sent_kinds,
@@ -32,6 +31,7 @@ from scalar.data.prepare import (
     held_out_names,
     load_sent_kinds,
 )
+from scalar.data.readers.common import strict_rows
 from scalar.data.sample import PROMPT_KINDS, Sample
 from scalar.data.scene import Corpus, Skips
 from scalar.data.tasks import TaskBuilder

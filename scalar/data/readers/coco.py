@@ -208,12 +208,12 @@ def read_instances(
                 skips.add("duplicate_image_id", f"{where} id {iid}")
                 continue
             image_path = str(Path(image_dir) / image_file(row, path, where))
+            if not image_present(image_path, skips, check_images):
+                missing.add(iid)
+                continue
             meta = scene_meta(row, cats, path, where, skips) if scene_meta else {}
         except AnnotationError as err:
             malformed(err, skips)  # its annotations count as unknown_image
-            continue
-        if not image_present(image_path, skips, check_images):
-            missing.add(iid)
             continue
         w, h = int(row["width"]), int(row["height"])
         info = ImageInfo(id=iid, path=image_path, width=w, height=h)

@@ -79,6 +79,11 @@ def strict_rows(on: bool = True) -> Iterator[None]:
         _STRICT.reset(token)
 
 
+def is_strict() -> bool:
+    """Whether malformed rows are errors here (inside :func:`strict_rows`)."""
+    return _STRICT.get()
+
+
 def malformed(err: AnnotationError, skips: Skips) -> None:
     """A row that breaks the schema (e.g. a string ``bbox``): counted as ``malformed_row``
     with its file, row and reason, and left out; re-raised under :func:`strict_rows`.

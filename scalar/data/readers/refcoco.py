@@ -17,6 +17,7 @@ from scalar.data.readers.common import (
     image_present,
     load_json,
     load_pickle,
+    malformed,
     require,
     require_list,
 )
@@ -91,7 +92,9 @@ def _read_instances(path: Path, skips: Skips) -> tuple[dict, dict, dict[int, Cat
             require(a, ("id", "image_id", "bbox", "category_id"), path, f"annotations[{i}]")
             bbox = a["bbox"]
             if not (isinstance(bbox, list | tuple) and len(bbox) == 4 and all(map(_number, bbox))):
-                raise AnnotationError(path, f"annotations[{i}]", f"bbox must be 4 numbers: {bbox!r}")
+                raise AnnotationError(
+                    path, f"annotations[{i}]", f"bbox must be 4 numbers: {bbox!r}"
+                )
         except AnnotationError as err:
             malformed(err, skips)
             continue

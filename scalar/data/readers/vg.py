@@ -185,7 +185,9 @@ class _Reader:
             for j, row in enumerate(rows):
                 oid = row.get("object_id") if type(row) is dict else None  # listed_id inline
                 if oid is None or oid not in objs:
-                    oid = self.row(self.add_object, image, row, path, (i, "attribute row", j), False)
+                    oid = self.row(
+                        self.add_object, image, row, path, (i, "attribute row", j), False
+                    )
                     if oid is None:
                         continue
                 obj, values = objs[oid], row.get("attributes")

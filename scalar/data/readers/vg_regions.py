@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from scalar.data.readers.common import malformed, require
+from scalar.data.readers.common import is_strict, malformed, require, strict_rows
 from scalar.data.readers.jsonstream import iter_json_array
 from scalar.data.readers.vg_rows import FLOATS, MISSING, fast_box, first_key, inside, raw_box
 from scalar.data.scene import AnnotationError, Region, Skips, check_box
@@ -145,6 +145,7 @@ class RegionJob:
             pickle.dump(sizes, f, protocol=pickle.HIGHEST_PROTOCOL)
         cmd = [sys.executable, "-m", __name__, str(root / NAME), str(self.dir)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_src(), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+        env["SCALAR_STRICT_ROWS"] = "1" if is_strict() else "0"  # the helper counts rows alike
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
     @staticmethod
@@ -201,4 +202,5 @@ if __name__ == "__main__":
     import gc
 
     gc.disable()
-    main(*sys.argv[1:3])
+    with strict_rows(os.environ.get("SCALAR_STRICT_ROWS") == "1"):
+        main(*sys.argv[1:3])
