@@ -48,7 +48,9 @@ def test_skipped_steps_are_logged_as_skipped_not_with_a_stale_loss(make_cfg, tmp
     assert sorted(by_step) == [0, 1, 2, 3]
     assert [float(by_step[s]["train/skipped"]) for s in range(4)] == [0.0, 1.0, 1.0, 0.0]
     # the skipped steps show their own (nan) loss, not step 0's finite value
-    assert math.isnan(float(by_step[1]["train/loss"])) and math.isnan(float(by_step[2]["train/loss"]))
+    assert math.isnan(float(by_step[1]["train/loss"])) and math.isnan(
+        float(by_step[2]["train/loss"])
+    )
     assert math.isfinite(float(by_step[0]["train/loss"]))
     assert math.isfinite(float(by_step[3]["train/loss"]))
     assert parts["module"].nan_skips == 2
