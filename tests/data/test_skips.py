@@ -118,3 +118,15 @@ def test_validation_leaves_out_broken_images_and_counts_them(corpus_copy):
     counts = dm.ledger.as_dict()
     assert counts["val"]["corrupt_image"] == 1 and counts["heldout"]["empty_image"] == 1
     assert dm.ledger.metrics()["skips/val/corrupt_image"] == 1.0
+
+
+def test_check_decode_counts_broken_images_up_front(corpus_copy):
+    from scalar.data.imagecheck import check_decode
+
+    dm = _datamodule(corpus_copy)
+    scenes = dm.corpora["val"].scenes
+    Path(scenes[0].image.path).write_bytes(b"garbage" * 20)
+    Path(scenes[1].image.path).write_bytes(b"")
+    skips = Skips()
+    assert check_decode(scenes + scenes, skips) == 2  # each file once
+    assert skips.as_dict() == {"corrupt_image": 1, "empty_image": 1}
