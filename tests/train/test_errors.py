@@ -118,9 +118,7 @@ def test_a_bad_eval_checkpoint_is_one_line(tmp_path, capsys):
         run_guarded(evaluate, cfg)
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
-        f"error: ckpt={bad}: not a checkpoint file (neither a torch zip nor a pickle)"
-    ]
+    assert err == [f"error: ckpt={bad}: not a checkpoint file (neither a torch zip nor a pickle)"]
 
 
 def test_annotation_errors_exit_1(capsys):
