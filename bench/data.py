@@ -140,8 +140,8 @@ def phase_loader(a) -> dict:
     built = False
     if not (root / "manifest.json").is_file():
         root = Path(a.root).parent / "synthetic_small"
-        args = ["synth", f"out={root}", "n_train=300", "n_val=40", "n_test=40",
-                "n_heldout=40", "n_unlabeled=20"]  # fmt: skip
+        sizes = {"n_train": 300, "n_val": 40, "n_test": 40, "n_heldout": 40, "n_unlabeled": 20}
+        args = ["synth", f"out={root}", *(f"data.synthetic.{k}={v}" for k, v in sizes.items())]
         subprocess.run([sys.executable, "-m", "scalar.data", *args], cwd=ROOT, check=True)
         built = True
     cfg = compose(["data=synthetic", f"data.root={root}", f"data.num_workers={a.workers}"])

@@ -1,26 +1,34 @@
-"""``python -m scalar.data``: build the synthetic corpus, or validate a configured corpus.
+"""``python -m scalar.data``: build the synthetic corpus, validate or shard a configured corpus.
 
-    python -m scalar.data synth [out=<dir>] [seed=0] [n_train=4000] [workers=2] ...
-    python -m scalar.data validate data=<name> [data.root=<dir>] [out=<json>] [other overrides]
+    python -m scalar.data synth [out=<dir>] [data.synthetic.seed=0] [data.synthetic.n_train=4000] ...
+    python -m scalar.data validate data=<name> [data.root=<dir>] [out=<json>] [strict=true] [~data.corpora.<split>]
     python -m scalar.data shard data=<name> out=<dir> [shard_size=1000] [other overrides]
 
+A Hydra app on ``conf/data_cli.yaml``: the first word is the command (it becomes
+``command=<name>``), the rest are overrides in Hydra's grammar (``key=value``, ``+key=``,
+``~key``, ``key=null``, ``group=option``), with ``--help`` and ``--cfg job`` as in train.py.
 ``synth`` builds the synthetic corpus and its tokenizer (each only when missing) and prints
-the manifest counts. ``validate`` composes ``conf/data_cli.yaml`` with the overrides, reads
-every split of the data group's corpora and prints / writes (default
-``<root>/validate.json``) the counts of what was read and of what was skipped, by reason.
-``shard`` prepares the samples of every split (as training would) and writes them with
-their image bytes into WebDataset tar shards under ``out`` (``data.streaming=<out>`` then
-trains from them). Errors are one line on stderr: exit 2 for a usage error, 1 for a data error.
+the manifest counts. ``validate`` reads every split of the data group's corpora and prints /
+writes (default ``<root>/validate.json``) the counts of what was read and of what was
+skipped, by reason; a split whose files are missing is reported and left out (``strict=true``:
+an error). ``shard`` prepares the samples of every split (as training would) and writes
+them with their image bytes into WebDataset tar shards under ``out`` (``data.streaming=<out>``
+then trains from them). Errors are one line on stderr: exit 2 for a usage error, 1 for a
+data error.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+COMMANDS = ("synth", "validate", "shard")
 USAGE = __doc__.split("\n\n")[1]
+_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+_FLAGS_WITH_VALUE |= {"--cfg", "-c", "--package", "-p", "--info", "-i", "--experimental-rerun"}
 
 
 class UsageError(Exception):
@@ -31,17 +39,26 @@ def data_names() -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml"))
 
 
-def parse(args: list[str]) -> dict[str, str]:
-    out = {}
-    for a in args:
-        key, eq, value = a.partition("=")
-        if not eq or not key:
-            raise UsageError(f"expected key=value, got {a!r}")
-        out[key] = value
-    return out
+def hydra_args(argv: list[str]) -> list[str]:
+    """The command line for Hydra: flags (``--cfg job``) first, then the overrides, the
+    command word turned into the override ``command=<word>``."""
+    flags, overrides, skip, found = [], [], False, False
+    for arg in argv:
+        if skip or arg.startswith("-"):
+            flags.append(arg)
+            skip = not skip and arg in _FLAGS_WITH_VALUE
+        elif "=" in arg or found:
+            overrides.append(arg)
+        elif arg not in COMMANDS:
+            raise UsageError(f"unknown command {arg!r}; valid: {', '.join(COMMANDS)}")
+        else:
+            overrides.insert(0, f"command={arg}")
+            found = True
+    return flags + overrides
 
 
 def compose(overrides: list[str]):
+    """``conf/data_cli.yaml`` composed with ``overrides`` (outside a Hydra app: tests, bench)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -68,55 +85,39 @@ def _root(cfg) -> Path:
     return root
 
 
-def validate(opts: dict[str, str]) -> dict:
+def validate(cfg) -> dict:
+    from scalar.data.validate import validate as run_validate
+
+    _root(cfg)
+    return run_validate(cfg, cfg.get("out"))
+
+
+def synth(cfg) -> dict:
     from hydra.utils import instantiate
-
-    from scalar.data.merge import clear_cache, read_all, write_json
-
-    out = opts.pop("out", None)
-    cfg = compose([f"{k}={v}" for k, v in opts.items()])
-    root = _root(cfg)
-    corpora = instantiate(cfg.data.corpora, _convert_="all")
-    report = {"data": opts.get("data", "synthetic"), "root": str(root)}
-    report["splits"] = {}
-    for split, spec in corpora.items():
-        report["splits"][split] = read_all(spec).counts()
-    clear_cache()
-    for split, counts in report["splits"].items():
-        skips = counts["skips"]
-        what = ", ".join(f"{k} {counts[k]}" for k in
-                         ("images", "objects", "refs", "sentences", "regions", "relations", "categories"))  # fmt: skip
-        print(f"{split}: {what}; skips: {skips if skips else 'none'}")
-    path = Path(out) if out else root / "validate.json"
-    write_json(path, report)
-    print(f"wrote {path}")
-    return report
-
-
-def synth(opts: dict[str, str]) -> dict:
-    from hydra.utils import instantiate
+    from omegaconf import open_dict
 
     from scalar.data.merge import clear_cache, read_all
     from scalar.data.prepare import ensure_synthetic, ensure_tokenizer
 
-    out = opts.pop("out", None)
-    overrides = ["data=synthetic"] + ([f"data.root={out}"] if out else [])
-    known = compose(overrides).data.synthetic or {}
-    for k, v in opts.items():
-        overrides.append(f"{'' if k in known else '+'}data.synthetic.{k}={v}")
-    data = compose(overrides).data
+    data = cfg.data
+    if not data.get("synthetic"):
+        raise UsageError("synth builds data configs with a data.synthetic section (data=synthetic)")
+    if cfg.get("out"):
+        with open_dict(cfg):
+            data.root = str(cfg.out)
     root = Path(str(data.root))
     options = instantiate(data.synthetic, _convert_="all") or {}
     options.pop("root", None)
 
     def corpora():
-        found = [read_all(spec) for spec in instantiate(data.corpora, _convert_="all").values()]
+        specs = instantiate(data.corpora, _convert_="all").values()
+        found = [read_all(spec) for spec in specs if spec is not None]
         clear_cache()
         return found
 
     try:
         built = ensure_synthetic(root, options)
-    except TypeError as e:  # an unknown build option
+    except TypeError as e:  # an unknown build option (+data.synthetic.<key>=...)
         raise UsageError(str(e)) from None
     if not built:
         print(f"{root / 'manifest.json'} exists: corpus kept (delete {root} to rebuild)")
@@ -129,22 +130,20 @@ def synth(opts: dict[str, str]) -> dict:
     return manifest
 
 
-def shard(opts: dict[str, str]) -> dict:
+def shard(cfg) -> dict:
     from hydra.utils import instantiate
 
     from scalar.data.shards import write_shards
 
-    out = opts.pop("out", None)
+    out = cfg.get("out")
     if not out:
         raise UsageError("shard needs out=<dir>")
-    try:
-        size = int(opts.pop("shard_size", 1000))
-    except ValueError:
-        raise UsageError("shard_size must be an integer") from None
-    cfg = compose([f"{k}={v}" for k, v in opts.items()])
+    size = cfg.get("shard_size")
+    if not isinstance(size, int) or size < 1:
+        raise UsageError(f"shard_size must be a positive integer, got {size!r}")
     dm = instantiate(cfg.data)
     dm.setup()
-    index = write_shards(dm.samples, out, size)
+    index = write_shards(dm.samples, str(out), size)
     for split, part in index["splits"].items():
         shards = len({e[0] for e in part["entries"]})
         print(f"{split}: {len(part['tasks'])} samples in {shards} shards")
@@ -152,28 +151,53 @@ def shard(opts: dict[str, str]) -> dict:
     return index
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
+def run(cfg) -> None:
+    """Run ``cfg.command``; errors are one line on stderr and ``SystemExit`` (2 usage, 1 data)."""
+    from omegaconf import OmegaConf
+
     try:
-        opts = parse(rest)
-        if command == "synth":
-            synth(opts)
-        elif command == "validate":
-            validate(opts)
-        elif command == "shard":
-            shard(opts)
-        else:
-            raise UsageError(f"unknown command {command!r}; valid: synth, validate, shard")
+        if OmegaConf.is_missing(cfg, "command"):
+            raise UsageError(
+                f"a command is required: python -m scalar.data {{{','.join(COMMANDS)}}} "
+                "[override ...] (--help lists the keys)"
+            )
+        if cfg.command not in COMMANDS:
+            raise UsageError(f"unknown command {cfg.command!r}; valid: {', '.join(COMMANDS)}")
+        {"synth": synth, "validate": validate, "shard": shard}[cfg.command](cfg)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (FileNotFoundError, ValueError) as e:  # AnnotationError is a ValueError
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (``argv``, default ``sys.argv[1:]``) run as a Hydra app; exit code."""
+    import hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    from scalar.train.cli import guard
+
+    os.environ.setdefault("PROJECT_ROOT", str(CONF_DIR.parent))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    saved = sys.argv
+    try:
+        args = hydra_args(argv)
+        guard(args, CONF_DIR, "data_cli")
+        GlobalHydra.instance().clear()
+        sys.argv = [saved[0] if saved else "scalar.data", *args]
+        app = hydra.main(config_path=str(CONF_DIR), config_name="data_cli", version_base="1.3")
+        app(run)()
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:  # AnnotationError is a ValueError
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 1
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = saved
+        GlobalHydra.instance().clear()
     return 0
 
 

@@ -133,7 +133,8 @@ class SceneDataModule(L.LightningDataModule):
                 f"({batch_size}): a batch holds whole groups of prompts of one image"
             )
         self.group_size = int(group_size)
-        self.corpora_spec = dict(_plain(corpora))
+        plain = dict(_plain(corpora))  # a split set to null is disabled (as if removed)
+        self.corpora_spec = {k: v for k, v in plain.items() if v is not None}
         self.tasks = _plain(tasks)
         self.val_tasks = _plain(val_tasks) if val_tasks is not None else self.tasks
         self.tokenizer_path, self.tokenizer = tokenizer_path or llm_path, tokenizer

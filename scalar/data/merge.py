@@ -155,6 +155,8 @@ def read_all(spec) -> Corpus:
     """A reader (callable returning a Corpus) or a list of them merged onto the first."""
     if callable(spec):
         return spec()
+    if spec is None:
+        raise ValueError("a split without a reader (null): leave it out or give it one")
     readers = list(spec)
     if not readers:
         raise ValueError("an empty list of corpus readers")

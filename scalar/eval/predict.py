@@ -6,7 +6,8 @@
 
 ``image``, ``prompt``, ``box``, ``point`` and ``out`` are short for ``predict.<key>``;
 other ``conf/eval.yaml`` keys (``max_new_tokens=...``, ``model.*``) work as in eval.py.
-The picture shows the predicted boxes in red and the visual prompt (if any) in green.
+The picture shows the predicted boxes in red and the visual prompt (if any) in blue, with
+the prompt and the answer written below it.
 Decoding is greedy, as in evaluation.
 """
 
@@ -117,7 +118,9 @@ def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
         w, h = im.size
         given = [(b[0] / w, b[1] / h, b[2] / w, b[3] / h) for b in (r.box for r in sample.regions)]
         out.parent.mkdir(parents=True, exist_ok=True)
-        draw_boxes(im, gen["boxes"][0], given).save(out)
+        pic = draw_boxes(im, gen["boxes"][0], (), prompt=sample.prompt, answer=gen["texts"][0],
+                         given01=given, iou=None)  # fmt: skip
+        pic.save(out)
     return {"text": gen["texts"][0], "boxes": [list(b) for b in gen["boxes_px"][0]],
             "box_formats": gen["box_formats"][0], "picture": str(out), "checkpoint": path}  # fmt: skip
 

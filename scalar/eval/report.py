@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -137,11 +138,17 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def wandb_tables(loggers, predictions: dict, max_rows: int | None = None) -> int:
-    """A ``eval/predictions/<task>_<split>`` table per task and split on W&B loggers."""
+def wandb_tables(
+    loggers, predictions: dict, max_rows: int | None = None, max_images: int | None = 200
+) -> int:
+    """A ``eval/predictions/<task>_<split>`` table per task and split on W&B loggers; the
+    first ``max_images`` rows of each (null: all) carry a ``wandb.Image`` thumbnail with the
+    predicted, true and visual-prompt boxes in the ``picture`` column."""
     from lightning.pytorch.loggers import WandbLogger
 
-    columns = ["id", "image", "prompt", "output", "boxes", "truth", "score"]
+    from scalar.train.pictures import wandb_thumbnail
+
+    columns = ["id", "picture", "image", "prompt", "output", "boxes", "truth", "score"]
     n = 0
     for logger in loggers or []:
         if not isinstance(logger, WandbLogger):
@@ -151,9 +158,34 @@ def wandb_tables(loggers, predictions: dict, max_rows: int | None = None) -> int
                 rows = records if max_rows is None else records[: int(max_rows)]
                 if not rows:
                     continue
-                data = [[r["id"], r["image"], r["prompt"], r["output"], json.dumps(r["boxes"]),
+                shown = len(rows) if max_images is None else int(max_images)
+                data = [[r["id"], wandb_thumbnail(r) if k < shown else None, r["image"],
+                         r["prompt"], r["output"], json.dumps(r["boxes"]),
                          json.dumps(r["truth"], default=str), json.dumps(r["score"], default=str)]
-                        for r in rows]  # fmt: skip
+                        for k, r in enumerate(rows)]  # fmt: skip
                 logger.log_table(f"eval/predictions/{task}_{split}", columns=columns, data=data)
                 n += 1
     return n
+
+
+def wandb_pictures(loggers, paths) -> int:
+    """The run folder's pictures (``<split>_<task>_<k>.png``) as W&B images under
+    ``eval/pictures/<split>_<task>``; returns the number of keys logged."""
+    from lightning.pytorch.loggers import WandbLogger
+    from PIL import Image
+
+    from scalar.train.pictures import same_size
+
+    wandb_loggers = [lg for lg in loggers or [] if isinstance(lg, WandbLogger)]
+    by_key: dict[str, list[Path]] = {}
+    for path in paths if wandb_loggers else []:
+        by_key.setdefault(Path(path).stem.rsplit("_", 1)[0], []).append(Path(path))
+    for key, files in sorted(by_key.items()):
+        images = []
+        for f in files:
+            with Image.open(f) as im:
+                images.append(im.convert("RGB"))
+        for logger in wandb_loggers:
+            captions = [f.name for f in files]
+            logger.log_image(f"eval/pictures/{key}", images=same_size(images), caption=captions)
+    return len(by_key) * len(wandb_loggers)

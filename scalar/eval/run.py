@@ -4,7 +4,7 @@ The model config is the one saved in the checkpoint (``ckpt['scalar']['config']`
 ``model_source=config``; ``model.*`` keys given on the command line still override it.
 The run folder gets ``config.yaml``, ``env.json``, ``results.json``, ``results.md``,
 ``predictions/<task>_<split>.jsonl`` and ``pictures/``; W&B (when configured) gets the
-metrics and a predictions table.
+metrics, the same pictures and a predictions table with box thumbnails.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from scalar.eval.data import EvalDataModule
 from scalar.eval.predictions import write_predictions
-from scalar.eval.report import protocol, results_markdown, summary_lines, wandb_tables
+from scalar.eval.report import (
+    protocol,
+    results_markdown,
+    summary_lines,
+    wandb_pictures,
+    wandb_tables,
+)
 from scalar.stages.evaluate import TASKS, EvalModule
 from scalar.train.checkpoint import (
     UserError,
@@ -31,7 +37,7 @@ from scalar.train.checkpoint import (
     resolve_ckpt_path,
 )
 from scalar.train.env import environment
-from scalar.train.run import _objects, write_json
+from scalar.train.run import _objects, wandb_sweep_names, write_json
 
 log = logging.getLogger(__name__)
 SCENE_DATAMODULE = "scalar.data.datamodule.SceneDataModule"
@@ -161,6 +167,7 @@ def build(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]
         image_mean=list(vision["mean"]) if vision.get("mean") else None,
         image_std=list(vision["std"]) if vision.get("std") else None,
     )
+    wandb_sweep_names(cfg)
     loggers = _objects(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     return {"run_dir": run_dir, "ckpt_path": ckpt_path, "tasks": tasks, "splits": splits,
@@ -226,7 +233,10 @@ def write_outputs(cfg: DictConfig, parts: dict[str, Any], module: EvalModule, re
     skipped = {s: r for s, r in module.skipped.items() if r}
     if skipped:
         write_json(run_dir / "predictions" / "skipped.json", skipped)
-    wandb_tables(parts["trainer"].loggers, module.predictions, cfg.get("wandb_table_rows"))
+    loggers = parts["trainer"].loggers
+    images = cfg.get("wandb_table_images", 200)
+    wandb_tables(loggers, module.predictions, cfg.get("wandb_table_rows"), images)
+    wandb_pictures(loggers, module.picture_paths)
     for line in summary_lines(results):
         print(line)
     for reason in results["unavailable"].values():

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from scalar.metrics import CaptionCIDEr, RecAccuracy, TextAccuracy
 from scalar.stages.nan_guard import NAN_POLICIES, NanGuard, NonFiniteLossError, sample_ids
 from scalar.train.batch import row_image, rows_by_task, select_rows
-from scalar.train.pictures import draw_boxes, image_for_sample, wandb_boxes
+from scalar.train.pictures import draw_boxes, image_for_sample, same_size, wandb_boxes
 from scalar.train.strategies import clip_gradients
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ class AlignModule(NanGuard, L.LightningModule):
             pred = [list(map(float, b)) for b in gen["boxes"][j][:1]]
             true = tb[tbatch == j][:1].tolist()
             text = sample.prompt.split("<sep>")[0][-80:]
-            pic = draw_boxes(img, pred, true)
+            pic = draw_boxes(img, pred, true, prompt=sample.prompt, answer=gen["texts"][j])
             path = root / f"{stem}_{k}.png"
             pic.save(path)
             self.picture_paths.append(path)
@@ -293,6 +293,7 @@ class AlignModule(NanGuard, L.LightningModule):
 
         for logger in self.loggers:
             if isinstance(logger, WandbLogger) and images:
+                images = same_size(images)  # W&B shows a list of one size correctly
                 logger.log_image(
                     "val/pictures", images, step=self.global_step, boxes=boxes, caption=captions
                 )

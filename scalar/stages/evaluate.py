@@ -54,7 +54,8 @@ class EvalModule(L.LightningModule):
         max_new_tokens: generation budget per sample (greedy, KV cache).
         iou_thresholds: REC accuracies reported.
         meteor / spice: compute these caption scores when possible (see captions_full).
-        pictures: predicted (red) vs true (green) boxes drawn per split and drawn task.
+        pictures: predicted (red) vs true (green) boxes drawn per split and drawn task, with
+            the prompt, the answer and the IoU (see ``scalar.train.pictures``).
         picture_dir: folder holding ``pictures/`` (default: ``trainer.default_root_dir``).
         image_mean / image_std: de-normalise batch images when the file is unreadable.
     """
@@ -244,9 +245,15 @@ class EvalModule(L.LightningModule):
                 log.warning("no picture for %s: %s", sample.image.path, err)
                 continue
             true = [(b[0] / w, b[1] / h, b[2] / w, b[3] / h) for b in sample.target_boxes]
+            given = [
+                (b[0] / w, b[1] / h, b[2] / w, b[3] / h) for b in (r.box for r in sample.regions)
+            ]
             path = root / f"{split}_{task}_{done}.png"
             pred = gen["boxes"][j][:1] if task == "rec" else gen["boxes"][j]
-            draw_boxes(img, pred, true).save(path)
+            pic = draw_boxes(
+                img, pred, true, prompt=sample.prompt, answer=gen["texts"][j], given01=given
+            )
+            pic.save(path)
             self.picture_paths.append(path)
             done += 1
         self._drawn[(split, task)] = done

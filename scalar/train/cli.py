@@ -9,6 +9,7 @@ from pathlib import Path
 EXIT_USAGE = 2
 _HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
 _HYDRA_FLAGS_WITH_VALUE |= {"--experimental-rerun", "--package", "-p", "--info", "-i"}
+_HYDRA_FLAGS_WITH_VALUE |= {"--cfg", "-c"}  # --cfg job|hydra|all: checked like a run
 
 
 def config_groups(conf_dir: Path) -> dict[str, list[str]]:
@@ -157,8 +158,9 @@ def writable_folder(path: str, key: str) -> str | None:
 
 
 def guard(argv: Sequence[str], conf_dir: Path, config_name: str = "train") -> None:
-    """Exit with code 2 and one line on stderr when the overrides do not compose."""
-    if any(a in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in argv):
+    """Exit with code 2 and one line on stderr when the overrides do not compose (also
+    with ``--cfg``, which prints the config they compose to)."""
+    if any(a in ("-h", "--help", "--hydra-help", "--info", "-i") for a in argv):
         return
     message = check_overrides(argv, conf_dir, config_name)
     if message:

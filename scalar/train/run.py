@@ -76,6 +76,25 @@ def _wandb_resume_id(cfg: DictConfig, ckpt_path: str | None) -> None:
             cfg.logger.wandb.id = run_id
 
 
+def wandb_sweep_names(cfg: DictConfig) -> None:
+    """In a multirun, name each job's W&B run by its overrides (``a=1,b=2``) and group the
+    runs of one sweep as ``<task_name>/<sweep folder>`` (unless logger.wandb sets a group)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg is None or not HydraConfig.initialized():
+        return
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return
+    with open_dict(cfg):
+        if wandb_cfg.get("name") == cfg.get("task_name"):  # the default name
+            wandb_cfg.name = hc.job.override_dirname or f"{cfg.task_name}-{hc.job.num}"
+        if wandb_cfg.get("group") is None:
+            wandb_cfg.group = f"{cfg.task_name}/{Path(hc.sweep.dir).name}"
+
+
 def _single_log_stream() -> None:
     """Let Lightning's messages reach the run's log handlers once (not also its own stream)."""
     if not logging.getLogger().handlers:
@@ -144,6 +163,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, datamodule)
     model = module.model
     _wandb_resume_id(cfg, ckpt_path)
+    wandb_sweep_names(cfg)
 
     config = OmegaConf.to_container(cfg, resolve=True)
     env = environment(cfg.paths.root_dir, int(cfg.seed))

@@ -1,4 +1,5 @@
-"""``python -m scalar.data``: synth and validate, counts checked against the raw files."""
+"""``python -m scalar.data`` (a Hydra app): synth and validate, counts checked against the raw
+files; Hydra's override grammar, missing splits, strict mode and one-line errors."""
 
 import json
 import os
@@ -9,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from tests.paths import REALDATA
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["coco", "folder", "lvis", "refcoco", "synthetic", "vg"]
@@ -23,8 +26,9 @@ def run(*args):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "synthetic"
-    sizes = ["n_train=6", "n_val=3", "n_test=2", "n_heldout=3", "n_unlabeled=2", "image_size=64"]
-    r = run("synth", f"out={out}", *sizes)
+    sizes = {"n_train": 6, "n_val": 3, "n_test": 2, "n_heldout": 3, "n_unlabeled": 2}
+    sizes["image_size"] = 64
+    r = run("synth", f"out={out}", *(f"data.synthetic.{k}={v}" for k, v in sizes.items()))
     assert r.returncode == 0, r.stderr
     return out, r.stdout
 
@@ -97,7 +101,125 @@ def test_missing_root_and_bad_arguments(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert str(tmp_path / "absent") in r.stderr
     r = run("validate", "oops")
-    assert r.returncode == 2 and "key=value" in r.stderr
-    r = run("synth", f"out={tmp_path / 's'}", "colours=9")  # not a build option
+    assert (
+        r.returncode == 2
+        and r.stderr.strip() == "error: bad override: Error parsing override 'oops'"
+    )
+    r = run("synth", f"out={tmp_path / 's'}", "+data.synthetic.colours=9")  # not a build option
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "colours" in r.stderr
+
+
+# ---------------------------------------------------------------- Hydra grammar, real COCO
+
+
+def one_error_line(r, code: int) -> str:
+    assert r.returncode == code, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def coco_val_only(tmp_path):
+    """A COCO root holding only val2017 annotations (the real small sample) and one image."""
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    raw = REALDATA / "coco" / "airo_instances_val2017_small.json"
+    (root / "annotations" / "instances_val2017.json").write_bytes(raw.read_bytes())
+    (root / "val2017").mkdir()
+    for image in (REALDATA / "coco" / "images").iterdir():
+        (root / "val2017" / image.name).write_bytes(image.read_bytes())
+    data = json.loads(raw.read_text())
+    have = {p.name for p in (root / "val2017").iterdir()}
+    ids = {im["id"] for im in data["images"] if im["file_name"] in have}
+    want = {"images": len(ids), "categories": len({c["id"] for c in data["categories"]}),
+            "objects": sum(a["image_id"] in ids for a in data["annotations"]),
+            "missing_image": len(data["images"]) - len(ids)}  # fmt: skip
+    return root, want
+
+
+def test_validate_coco_with_only_val_annotations(coco_val_only, tmp_path):
+    root, want = coco_val_only
+    out = tmp_path / "v.json"
+    r = run("validate", "data=coco", f"data.root={root}", f"out={out}")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    val = report["splits"]["val"]
+    assert set(report["splits"]) == {"val"}
+    assert {k: val[k] for k in ("images", "categories", "objects")} == {
+        k: want[k] for k in ("images", "categories", "objects")
+    }
+    assert val["skips"]["missing_image"] == want["missing_image"] == 2
+    missing = root / "annotations" / "instances_train2017.json"
+    assert report["missing"] == {"train": f"annotation file not found: {missing}"}
+    train_lines = [ln for ln in r.stdout.splitlines() if ln.startswith("train:")]
+    assert len(train_lines) == 1 and "not validated" in train_lines[0]
+    assert str(missing) in train_lines[0]
+    # strict: the missing split is an error, one line, exit 1, no report
+    r = run(
+        "validate", "data=coco", f"data.root={root}", f"out={tmp_path / 's.json'}", "strict=true"
+    )
+    line = one_error_line(r, 1)
+    assert "split train" in line and str(missing) in line
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_deleting_and_nulling_splits(coco_val_only, tmp_path):
+    root, want = coco_val_only
+    out = tmp_path / "v.json"
+    r = run("validate", "data=coco", f"data.root={root}", f"out={out}", "~data.corpora.train",
+            "strict=true")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert set(report["splits"]) == {"val"} and report["missing"] == {}
+    assert report["splits"]["val"]["images"] == want["images"]
+    r = run("validate", "data=coco", f"data.root={root}", f"out={out}", "data.corpora.train=null")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert report["disabled"] == ["train"] and set(report["splits"]) == {"val"}
+    # nothing left to read: one line, exit 1
+    r = run(
+        "validate", "data=coco", f"data.root={root}", "~data.corpora.train", "data.corpora.val=null"
+    )
+    assert "no split could be read" in one_error_line(r, 1)
+
+
+def test_synthetic_unlabeled_null_and_added_key(corpus, tmp_path):
+    root, _ = corpus
+    out = tmp_path / "v.json"
+    r = run("validate", f"data.root={root}", f"out={out}", "data.corpora.unlabeled=null",
+            "~data.corpora.heldout", "+data.note=checked")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert set(report["splits"]) == {"train", "val", "test"}
+    assert report["disabled"] == ["unlabeled"]
+    got = {s: {k: v for k, v in c.items() if k != "corpus"} for s, c in report["splits"].items()}
+    want = expected_counts(root)
+    assert got == {s: want[s] for s in ("train", "val", "test")}
+
+
+def test_help_cfg_and_usage_errors(tmp_path):
+    r = run("--help")
+    assert r.returncode == 0 and "python -m scalar.data {synth,validate,shard}" in r.stdout
+    assert "data: coco, folder, lvis, refcoco, synthetic, vg" in r.stdout
+    r = run("validate", "--cfg", "job", "data=coco", "data.root=/x", "~data.corpora.train")
+    assert r.returncode == 0, r.stderr
+    from omegaconf import OmegaConf
+
+    job = OmegaConf.create(r.stdout)
+    assert job.command == "validate" and list(job.data.corpora) == ["val"]
+    assert job.data.root == "/x"
+    assert "unknown model 'nope'" in one_error_line(run("--cfg", "job", "model=nope"), 2)
+    assert "unknown command 'nope'" in one_error_line(run("nope", "data=coco"), 2)
+    assert "a command is required" in one_error_line(run("data=coco"), 2)
+    line = one_error_line(run("validate", "data.nokey=1"), 2)
+    assert "+data.nokey=1" in line  # Hydra's hint to add a key
+
+
+def test_train_cfg_job_bad_group_is_one_line():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "train.py", "--cfg", "job", "model=nope"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    line = one_error_line(r, 2)
+    assert line == "error: unknown model 'nope'; valid names: hf_local, tiny, vicuna7b"

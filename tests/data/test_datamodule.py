@@ -243,3 +243,10 @@ def test_select_split_by_file_and_by_hash(tmp_path):
     assert all(hash_split(i) == sp for sp, ids in parts.items() for i in ids)
     assert len(parts["train"]) > len(parts["val"])
     clear_cache()
+
+
+def test_a_null_split_is_left_out(built):
+    root, dm = built
+    off = make_dm(root, "data.corpora.unlabeled=null", "~data.corpora.heldout")
+    assert set(off.read_corpora()) == set(dm.corpora) - {"unlabeled", "heldout"}
+    assert off.read_corpora()["train"].counts() == dm.corpora["train"].counts()

@@ -67,9 +67,10 @@ def test_wandb_table_rows():
     n = wandb_tables([logger], {"val": {"rec": [rec, rec, rec], "roc": []}}, max_rows=2)
     assert n == 1 and list(logger.tables) == ["eval/predictions/rec_val"]
     columns, data = logger.tables["eval/predictions/rec_val"]
-    assert columns[:4] == ["id", "image", "prompt", "output"] and len(data) == 2
+    assert columns[:5] == ["id", "picture", "image", "prompt", "output"] and len(data) == 2
+    assert data[0][1] is None  # a.png is not readable: no thumbnail
     assert (
-        json.loads(data[0][4]) == [[1.0, 2.0, 3.0, 4.0]] and json.loads(data[0][6])["iou"] == 0.75
+        json.loads(data[0][5]) == [[1.0, 2.0, 3.0, 4.0]] and json.loads(data[0][7])["iou"] == 0.75
     )
 
 
