@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from scalar.data.collate import Collator, row_lengths
-from scalar.data.dataset import MixtureSampler, SampleDataset
+from scalar.data.dataset import MixtureSampler, SampleDataset, image_keys
 from scalar.data.evalset import EvalCollate, eval_dataset
 from scalar.data.ledger import SkipLedger, batch_split
 from scalar.data.merge import clear_cache, read_all
@@ -60,17 +60,6 @@ class ResumableLoader(DataLoader):
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state)
-
-
-def image_keys(samples) -> list:
-    """The image key of every sample (``image_ids`` of streamed shards, else image ids)."""
-    keys = getattr(samples, "image_ids", None)
-    if keys is None and hasattr(samples, "tasks"):
-        raise ValueError(
-            "these shards predate image ids: rewrite them with `python -m scalar.data shard` "
-            "or set data.group_size=1"
-        )
-    return list(keys) if keys is not None else [s.image.id for s in samples]
 
 
 class SceneDataModule(L.LightningDataModule):

@@ -103,6 +103,17 @@ class SampleDataset(Dataset):
         )
 
 
+def image_keys(samples) -> list:
+    """The image key of every sample (``image_ids`` of streamed shards, else image ids)."""
+    keys = getattr(samples, "image_ids", None)
+    if keys is None and hasattr(samples, "tasks"):
+        raise ValueError(
+            "these shards predate image ids: rewrite them with `python -m scalar.data shard` "
+            "or set data.group_size=1"
+        )
+    return list(keys) if keys is not None else [s.image.id for s in samples]
+
+
 class MixtureSampler(DistributedSampler):
     """Draws tasks by weight, then samples of the task without replacement (cycling).
 
