@@ -95,6 +95,10 @@ def clean_stale_tmp(folder: str | Path) -> list[Path]:
     return stale
 
 
+# the magic number torch's legacy (non-zip) files start with, as pickled
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
 def check_checkpoint(path: str | Path, key: str = "checkpoint") -> None:
     """A cheap look at a checkpoint file before anything heavy is loaded.
 
@@ -122,10 +126,10 @@ def check_checkpoint(path: str | Path, key: str = "checkpoint") -> None:
             raise UserError(f"{key}={path}: a zip file but not a torch checkpoint (no data.pkl)")
         return
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(32)
     if head.startswith(b"PK"):
         raise UserError(f"{key}={path}: truncated or corrupt checkpoint (incomplete zip archive)")
-    if not head.startswith(b"\x80"):  # legacy torch files are pickles (protocol >= 2)
+    if not (head.startswith(b"\x80") and _LEGACY_MAGIC in head):  # torch's pre-zip format
         raise UserError(f"{key}={path}: not a checkpoint file (neither a torch zip nor a pickle)")
 
 
