@@ -31,13 +31,9 @@ def _main(cfg: DictConfig) -> None:
         print(f"error: {MISSING_CKPT}", file=sys.stderr)
         raise SystemExit(2)
     from scalar.eval.run import evaluate
-    from scalar.train.checkpoint import UserError
+    from scalar.train.errors import run_guarded
 
-    try:
-        evaluate(cfg)
-    except (UserError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_guarded(evaluate, cfg)  # user mistakes: one line, exit 2 (usage) or 1 (data)
 
 
 def main() -> None:

@@ -24,18 +24,11 @@ CONF = Path(__file__).resolve().parent / "conf"
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def _main(cfg: DictConfig) -> float | None:
-    from scalar.stages.align import NonFiniteLossError
-    from scalar.train.checkpoint import UserError
+    from scalar.train.errors import run_guarded
     from scalar.train.run import train
 
-    try:
-        return train(cfg)
-    except (UserError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    # user mistakes: one line, exit 2 (usage) or 1 (data); SIGTERM / SIGINT: 143 / 130
+    return run_guarded(train, cfg)
 
 
 def main() -> None:

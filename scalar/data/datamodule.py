@@ -19,7 +19,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from scalar.data.collate import Collator, row_lengths
-from scalar.data.dataset import MixtureSampler, SampleDataset
+from scalar.data.dataset import MixtureSampler, SampleDataset, image_keys
+from scalar.data.evalset import EvalCollate, eval_dataset
+from scalar.data.ledger import SkipLedger, batch_split
 from scalar.data.merge import clear_cache, read_all
 from scalar.data.prepare import (
     attach_sent_kinds,
@@ -29,6 +31,7 @@ from scalar.data.prepare import (
     held_out_names,
     load_sent_kinds,
 )
+from scalar.data.readers.common import strict_rows
 from scalar.data.sample import PROMPT_KINDS, Sample
 from scalar.data.scene import Corpus, Skips
 from scalar.data.tasks import TaskBuilder
@@ -59,17 +62,6 @@ class MixtureLoader(DataLoader):
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state)
-
-
-def image_keys(samples) -> list:
-    """The image key of every sample (``image_ids`` of streamed shards, else image ids)."""
-    keys = getattr(samples, "image_ids", None)
-    if keys is None and hasattr(samples, "tasks"):
-        raise ValueError(
-            "these shards predate image ids: rewrite them with `python -m scalar.data shard` "
-            "or set data.group_size=1"
-        )
-    return list(keys) if keys is not None else [s.image.id for s in samples]
 
 
 class SceneDataModule(L.LightningDataModule):
@@ -121,8 +113,10 @@ class SceneDataModule(L.LightningDataModule):
         streaming: str | None = None,
         group_size: int = 1,
         ground_concepts: bool = False,
+        strict: bool = False,
     ):
         super().__init__()
+        self.strict = bool(strict)  # a row that breaks the schema: error (true) or counted skip
         self.ground_concepts = bool(ground_concepts)
         if int(group_size) < 1 or int(batch_size) % int(group_size):
             raise ValueError(
@@ -158,7 +152,8 @@ class SceneDataModule(L.LightningDataModule):
                        "image_dir": image_dir, "coco_root": coco_root, "splits_file": splits_file}  # fmt: skip
         self.corpora: dict[str, Corpus] = {}
         self.samples: dict[str, list[Sample]] = {}
-        self.skips = Skips()
+        self.skips = Skips()  # every split's skips together
+        self.ledger = SkipLedger()  # the same, split by split (scalar.data.ledger)
         self.collator: Collator | None = None
         self.sampler: MixtureSampler | None = None
         self._pending_state: dict | None = None
@@ -167,8 +162,9 @@ class SceneDataModule(L.LightningDataModule):
     # -- preparation ----------------------------------------------------------------------
     def read_corpora(self) -> dict[str, Corpus]:
         if not self.corpora:
-            for split, spec in self.corpora_spec.items():
-                self.corpora[split] = read_all(spec)
+            with strict_rows(self.strict):
+                for split, spec in self.corpora_spec.items():
+                    self.corpora[split] = read_all(spec)
             clear_cache()
             if self.ref_kinds_file and Path(self.ref_kinds_file).is_file():
                 kinds = load_sent_kinds(self.ref_kinds_file)
@@ -244,7 +240,8 @@ class SceneDataModule(L.LightningDataModule):
         for split, corpus in corpora.items():
             samples = (train_b if split == "train" else eval_b).build_all(corpus.scenes)
             samples = cap_samples(samples, self.max_samples.get(split), self.seed)
-            self.samples[split] = self._drop_long(samples)
+            self.ledger.split(split).update(corpus.skips)
+            self.samples[split] = self._drop_long(samples, split)
             self.skips.update(corpus.skips)
             per_task: dict[str, int] = {}
             for s in self.samples[split]:
@@ -254,6 +251,7 @@ class SceneDataModule(L.LightningDataModule):
         print("data: " + ", ".join(f"{k}={v.name}" for k, v in corpora.items()))
         print("\n".join(lines))
         print("data: " + self.skips.report())
+        print("data: " + self.ledger.report())
 
     def _stream_samples(self) -> None:
         """Samples prepared by ``python -m scalar.data shard``, read from its shards on access."""
@@ -270,7 +268,7 @@ class SceneDataModule(L.LightningDataModule):
         print(f"data: streaming from {self.streaming}")
         print("\n".join(lines))
 
-    def _drop_long(self, samples: list[Sample]) -> list[Sample]:
+    def _drop_long(self, samples: list[Sample], split: str = "train") -> list[Sample]:
         """Drop (and count as ``sample_too_long``) samples longer than ``max_length`` tokens.
 
         Only samples whose byte count could reach the limit are tokenised."""
@@ -286,7 +284,9 @@ class SceneDataModule(L.LightningDataModule):
         bad = {i for i, n in zip(risky, lengths) if n > self.max_length}
         for i in sorted(bad):
             s = samples[i]
-            self.skips.add("sample_too_long", f"{s.task} image {s.image.id} ({s.prompt[:40]!r})")
+            detail = f"{s.task} image {s.image.id} ({s.prompt[:40]!r})"
+            self.skips.add("sample_too_long", detail)
+            self.ledger.split(split).add("sample_too_long", detail)
         return [s for i, s in enumerate(samples) if i not in bad]
 
     @staticmethod
@@ -304,12 +304,16 @@ class SceneDataModule(L.LightningDataModule):
         return SampleDataset(self.samples[split], self.image_size, self.mean, self.std)
 
     def _loader(self, split: str, batch_size: int, sampler=None) -> DataLoader:
+        """Training replaces an unreadable sample; evaluation leaves it out (as eval.py)."""
+        dataset, collate = self._dataset(split), self.collator
+        if sampler is None:
+            dataset, collate = eval_dataset(dataset), EvalCollate(self.collator)
         return (MixtureLoader if sampler is not None else DataLoader)(
-            self._dataset(split),
+            dataset,
             batch_size=batch_size,
             sampler=sampler,
             shuffle=False,
-            collate_fn=self.collator,
+            collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -349,9 +353,11 @@ class SceneDataModule(L.LightningDataModule):
 
     # -- hooks and state ------------------------------------------------------------------
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Count replaced images (once per path) and advance the sampler on training batches."""
+        """Count unreadable images (per split) and advance the sampler on training batches."""
         if isinstance(batch, dict):
+            split = batch_split(self, dataloader_idx)
             for reason, path in batch.get("skipped", []):
+                self.ledger.split(split).add(reason, path)
                 if (reason, path) not in self._seen_bad:
                     self._seen_bad.add((reason, path))
                     self.skips.add(reason, path)

@@ -2,7 +2,8 @@
 
 ``SampleDataset`` decodes an image with PIL only when an item is asked for. A missing or
 unreadable image never stops training: the item is replaced by the next sample whose
-image loads, and the replacement is counted (``missing_image`` / ``corrupt_image`` with
+image loads, and the replacement is counted (``missing_image`` / ``corrupt_image`` /
+``empty_image`` with
 the path) in ``dataset.skips`` and listed in the item's ``skipped`` (so that counts made
 in worker processes reach the main process through the batch).
 """
@@ -10,6 +11,7 @@ in worker processes reach the main process through the batch).
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -32,6 +34,13 @@ def load_image(path: str, image_size: int, mean: Sequence[float], std: Sequence[
         arr = np.asarray(im, dtype=np.float32) / 255.0
     arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def _empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
 
 
 class SampleDataset(Dataset):
@@ -73,7 +82,7 @@ class SampleDataset(Dataset):
         except FileNotFoundError:
             reason = "missing_image"
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            reason = "corrupt_image"
+            reason = "empty_image" if _empty(path) else "corrupt_image"
         self._bad[path] = reason
         self.skips.add(reason, path)
         log.warning("%s: %s (sample replaced by the next loadable one)", reason, path)
@@ -92,6 +101,17 @@ class SampleDataset(Dataset):
         raise RuntimeError(
             f"no sample of this dataset ({n}) has a loadable image; e.g. {skipped[:3]}"
         )
+
+
+def image_keys(samples) -> list:
+    """The image key of every sample (``image_ids`` of streamed shards, else image ids)."""
+    keys = getattr(samples, "image_ids", None)
+    if keys is None and hasattr(samples, "tasks"):
+        raise ValueError(
+            "these shards predate image ids: rewrite them with `python -m scalar.data shard` "
+            "or set data.group_size=1"
+        )
+    return list(keys) if keys is not None else [s.image.id for s in samples]
 
 
 class MixtureSampler(DistributedSampler):

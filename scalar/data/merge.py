@@ -118,8 +118,9 @@ def select_split(
     The split of an image comes from ``splits_file`` (``{image_id: split}``; images it
     does not list are counted as ``image_not_in_splits_file``), else from a stable hash
     of the image id with ``fractions`` (default 90/5/5 train/val/test). The corpus read
-    is kept (see ``clear_cache``) so that the other splits do not read it again; the
-    reader's skips are reported with the first split selected from it.
+    is kept (see ``clear_cache``) so that the other splits do not read it again. Skips
+    the reader attributed to an image go to that image's split; the others are
+    reported with the first split selected from it.
     """
     key = repr(reader)
     if key not in _CACHE:
@@ -127,19 +128,21 @@ def select_split(
     whole, reported = _CACHE[key]
     fractions = dict(fractions or DEFAULT_FRACTIONS)
     table = load_splits(splits_file) if splits_file else None
-    skips = Skips()
-    if not reported:
-        skips.update(whole.skips)
+
+    def split_of(image_id) -> str | None:
+        if table is not None:
+            return table.get(str(image_id))
+        return hash_split(image_id, fractions)
+
+    # each split gets the skips of its own images; those of no image go with the first
+    skips = whole.skips.restrict(lambda image_id: split_of(image_id) == split, not reported)
     kept = []
     for s in whole.scenes:
-        if table is not None:
-            got = table.get(str(s.image.id))
-            if got is None:
-                if not reported:
-                    skips.add("image_not_in_splits_file", f"image {s.image.id}")
-                continue
-        else:
-            got = hash_split(s.image.id, fractions)
+        got = split_of(s.image.id)
+        if got is None:
+            if not reported:
+                skips.add("image_not_in_splits_file", f"image {s.image.id}")
+            continue
         if got == split:
             s.split = split
             kept.append(s)

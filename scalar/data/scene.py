@@ -107,25 +107,80 @@ class Scene:
         return {o.id: o for o in self.objects}
 
 
+# reasons counted once per image file, however many readers or loaders meet it
+PER_FILE = frozenset({"missing_image", "corrupt_image", "empty_image", "image_too_large"})
+
+
 class Skips:
-    """Counts skipped (or repaired) rows by reason and keeps a few examples of each."""
+    """Counts skipped (or repaired) rows by reason and keeps a few examples of each.
+
+    Reasons of ``PER_FILE`` count distinct files (``detail`` is the path): two readers
+    of one split that both miss an image count it once. A skip can be attributed to an
+    image (``image=``, or the reader's current ``scope``) so that a corpus read whole
+    and then split (``merge.select_split``) hands each split the skips of its own images
+    (:meth:`restrict`).
+    """
 
     def __init__(self, max_examples: int = 3):
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, list[str]] = {}
         self.max_examples = max_examples
+        self.scope: Any = None  # image id the skips being added belong to (None: unknown)
+        self.files: dict[str, dict[str, Any]] = {}  # PER_FILE reason -> {path: image id}
+        self.by_image: dict[Any, Counter[str]] = {}  # other reasons, attributed ones
 
-    def add(self, reason: str, detail: str = "", n: int = 1) -> None:
+    def add(self, reason: str, detail: str = "", n: int = 1, image: Any = None) -> None:
+        image = self.scope if image is None else image
+        if reason in PER_FILE and detail:
+            seen = self.files.setdefault(reason, {})
+            if detail in seen:
+                return
+            seen[detail], n = image, 1
+        elif image is not None and n:
+            self.by_image.setdefault(image, Counter())[reason] += n
         self.counts[reason] += n
         ex = self.examples.setdefault(reason, [])
         if detail and len(ex) < self.max_examples:
             ex.append(detail)
 
     def update(self, other: Skips) -> None:
+        for reason, files in other.files.items():
+            for path, image in files.items():
+                self.add(reason, path, image=image)
+        for image, counts in other.by_image.items():
+            mine = self.by_image.setdefault(image, Counter())
+            mine.update(counts)
         for reason, n in other.counts.items():
+            if reason in other.files:
+                n -= len(other.files[reason])  # counted above, path by path
             self.counts[reason] += n
             for d in other.examples.get(reason, []):
-                self.add(reason, d, n=0)
+                ex = self.examples.setdefault(reason, [])
+                if d not in ex and len(ex) < self.max_examples:
+                    ex.append(d)
+
+    def restrict(self, keep: Any, unattributed: bool) -> Skips:
+        """The skips of the images ``keep(image_id)`` accepts, plus (``unattributed``)
+        those that belong to no known image."""
+        out = Skips(self.max_examples)
+        for reason, files in self.files.items():
+            for path, image in files.items():
+                if (image is None and unattributed) or (image is not None and keep(image)):
+                    out.add(reason, path, image=image)
+        attributed: Counter[str] = Counter()
+        for image, counts in self.by_image.items():
+            attributed.update(counts)
+            if keep(image):
+                out.by_image[image] = Counter(counts)
+                out.counts.update(counts)
+        for reason, n in self.counts.items():
+            rest = n - attributed[reason] - len(self.files.get(reason, {}))
+            if unattributed and rest > 0:
+                out.counts[reason] += rest
+        for reason in out.counts:
+            if reason not in out.files:
+                out.examples[reason] = list(self.examples.get(reason, []))
+        return out
 
     def __bool__(self) -> bool:
         return bool(self.counts)

@@ -9,74 +9,12 @@ each row (the key that makes DDP's padded duplicates count once).
 
 from __future__ import annotations
 
-from torch.utils.data import DataLoader, Dataset
-
 from scalar.data.datamodule import SceneDataModule
-from scalar.data.dataset import SampleDataset
+from scalar.data.evalset import EvalCollate, EvalDataset, GuardedItems
 
-
-class EvalDataset(SampleDataset):
-    """Items ``{"sample", "image" (None when unreadable), "index", "skipped"}``."""
-
-    def __getitem__(self, index: int) -> dict:
-        sample = self.samples[index]
-        image, reason = self._try(sample.image.path)
-        skipped = [] if image is not None else [(reason, sample.image.path)]
-        return {"sample": sample, "image": image, "index": index, "skipped": skipped}
-
-
-class GuardedItems(Dataset):
-    """Any dataset of such items (e.g. streamed shards): a decoding error skips the item."""
-
-    def __init__(self, base):
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> dict:
-        try:
-            return self.base[index]
-        except (OSError, ValueError, SyntaxError) as err:
-            sample = self.base.samples[index]
-            where = f"{getattr(sample.image, 'path', '?')} ({type(err).__name__})"
-            return {"sample": sample, "image": None, "index": index,
-                    "skipped": [("corrupt_image", where)]}  # fmt: skip
-
-
-class EvalCollate:
-    """Wraps the datamodule's ``Collator``: drops items without an image (listed instead)."""
-
-    def __init__(self, collator):
-        self.collator = collator
-
-    def __call__(self, items: list[dict]) -> dict:
-        good = [it for it in items if it["image"] is not None]
-        bad = [it for it in items if it["image"] is None]
-        skipped = [(it["index"], it["sample"].task, *it["skipped"][0]) for it in bad]
-        batch = self.collator(good) if good else {"samples": [], "skipped": []}
-        batch["skipped"] = list(batch.get("skipped", [])) + [x for it in bad for x in it["skipped"]]
-        batch["skipped_samples"] = skipped
-        batch["indices"] = [it["index"] for it in good]
-        return batch
+__all__ = ["EvalCollate", "EvalDataModule", "EvalDataset", "GuardedItems"]
 
 
 class EvalDataModule(SceneDataModule):
-    """``SceneDataModule`` whose eval loaders never replace a sample (see the module doc)."""
-
-    def _loader(self, split: str, batch_size: int, sampler=None) -> DataLoader:
-        if sampler is not None:  # training keeps the parent's behaviour
-            return super()._loader(split, batch_size, sampler)
-        base = self._dataset(split)
-        if type(base) is SampleDataset:
-            dataset = EvalDataset(base.samples, self.image_size, self.mean, self.std)
-        else:  # e.g. samples streamed from shards
-            dataset = GuardedItems(base)
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=False,
-            collate_fn=EvalCollate(self.collator),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    """``SceneDataModule`` for eval.py; its eval loaders (the parent's) never replace a
+    sample (``scalar.data.evalset``): training-time validation scores the same set."""

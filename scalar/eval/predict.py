@@ -150,11 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="eval", overrides=args)
-    try:
-        result = predict(cfg, args)
-    except (UserError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    from scalar.train.errors import run_guarded
+
+    result = run_guarded(predict, cfg, args)  # user mistakes: one line, exit 2 or 1
     print(f"answer: {result['text']}")
     for k, (box, fmt) in enumerate(zip(result["boxes"], result["box_formats"]), 1):
         print(f"box {k} ({fmt}, xyxy pixels): [{', '.join(f'{v:.1f}' for v in box)}]")

@@ -30,6 +30,7 @@ from scalar.eval.report import (
 from scalar.stages.evaluate import TASKS, EvalModule
 from scalar.train.checkpoint import (
     UserError,
+    check_checkpoint,
     is_checkpoint,
     latest_run_checkpoint,
     load_checkpoint_file,
@@ -140,6 +141,7 @@ def build(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]
     run_dir.mkdir(parents=True, exist_ok=True)
     tasks, splits = eval_tasks(cfg), eval_splits(cfg)
     ckpt_path = resolve_eval_ckpt(cfg)
+    check_checkpoint(ckpt_path, "ckpt")  # empty, truncated or not a checkpoint: one line
     ckpt = load_checkpoint_file(ckpt_path)
     saved = (ckpt.get("scalar") or {}).get("config") or {}
     overrides = _cli_overrides() if overrides is None else list(overrides)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from scalar.metrics import CaptionCIDEr, RecAccuracy, TextAccuracy
+from scalar.stages.nan_guard import NAN_POLICIES, NanGuard, NonFiniteLossError, sample_ids
 from scalar.train.batch import row_image, rows_by_task, select_rows
 from scalar.train.pictures import draw_boxes, image_for_sample, same_size, wandb_boxes
 from scalar.train.strategies import clip_gradients
@@ -25,25 +26,7 @@ from scalar.train.strategies import clip_gradients
 log = logging.getLogger(__name__)
 
 EVAL_TASKS = ("rec", "roc", "caption")
-NAN_POLICIES = ("skip", "stop")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Raised under ``nan_policy=stop`` when a training loss is NaN or infinite."""
-
-
-def sample_ids(batch: Mapping[str, Any]) -> list[str]:
-    """Readable ids of a batch's samples (task:image/object-or-ref-or-region)."""
-    out = []
-    for s in batch.get("samples") or []:
-        meta = getattr(s, "meta", {}) or {}
-        if "id" in meta:
-            out.append(str(meta["id"]))
-            continue
-        image = meta.get("image_id", getattr(getattr(s, "image", None), "id", "?"))
-        item = next((meta[k] for k in ("ref_id", "object_id", "region_id") if k in meta), None)
-        out.append(f"{getattr(s, 'task', '?')}:{image}" + (f"/{item}" if item is not None else ""))
-    return out
+__all__ = ["NAN_POLICIES", "AlignModule", "NonFiniteLossError", "sample_ids"]
 
 
 def _plain(value: Any) -> Any:
@@ -66,7 +49,7 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params and name not in keywords
 
 
-class AlignModule(L.LightningModule):
+class AlignModule(NanGuard, L.LightningModule):
     """Lightning module of the align stage.
 
     Args:
@@ -76,7 +59,8 @@ class AlignModule(L.LightningModule):
         scheduler: optional partial taking the optimizer (and ``total_steps`` when its
             signature has it and it is not set: filled from the trainer's estimate).
         trainable: ``model.set_trainable`` spec applied on top of the model's own.
-        nan_policy: ``skip`` (drop the step, count it in ``train/nan_skips``) or ``stop``.
+        nan_policy: ``skip`` (drop the step, count it in ``train/nan_skips``) or ``stop``;
+            ``nan_max_skips`` consecutive skips stop the run (``scalar.stages.nan_guard``).
         check_grads: also apply ``nan_policy`` to non-finite gradients (one norm per step).
         generate: run greedy generation in validation/test for the task metrics.
         max_new_tokens: generation budget per row.
@@ -105,10 +89,9 @@ class AlignModule(L.LightningModule):
         picture_dir: str | None = None,
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
+        nan_max_skips: int = 10,
     ):
         super().__init__()
-        if nan_policy not in NAN_POLICIES:
-            raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
         unknown = sorted(set(eval_tasks) - set(EVAL_TASKS))
         if unknown:
             raise ValueError(f"eval_tasks {unknown} not supported (choose from {EVAL_TASKS})")
@@ -123,7 +106,7 @@ class AlignModule(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         if trainable:
             model.set_trainable(dict(trainable))
-        self.nan_policy, self.check_grads = nan_policy, bool(check_grads)
+        self._init_nan_guard(nan_policy, check_grads, nan_max_skips)
         self.do_generate = bool(generate)
         self.max_new_tokens, self.eval_tasks = int(max_new_tokens), tuple(eval_tasks)
         self.pictures, self.picture_dir = int(pictures), picture_dir
@@ -131,8 +114,6 @@ class AlignModule(L.LightningModule):
         self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler"])
         self.iou_threshold = float(iou_threshold)
         self._metrics: dict[int, dict[str, Any]] = {}  # per eval dataloader: rec, roc, caption
-        self.nan_skips = 0
-        self._skip_step = False
         self.picture_paths: list[Path] = []
 
     # ------------------------------------------------------------------ training
@@ -151,61 +132,15 @@ class AlignModule(L.LightningModule):
                 **kw,
             )
 
-    def _bad(self, flag: bool) -> bool:
-        """Agree across ranks: any rank's non-finite value makes every rank skip."""
-        if self.trainer.world_size > 1:
-            return bool(self.trainer.strategy.reduce_boolean_decision(flag, all=False))
-        return flag
-
     def training_step(self, batch: Mapping[str, Any], batch_idx: int):
         out = self.model(batch)
         terms = self.loss(out, batch)
         loss = terms["loss"]
         bs = len(batch["input_ids"])
+        self._log_terms("train", terms, bs, on_step=True, on_epoch=False)  # nan when skipped
         if self._bad(not bool(torch.isfinite(loss.detach()).all())):
             return self._non_finite(batch, batch_idx, loss)
-        self._log_terms("train", terms, bs, on_step=True, on_epoch=False)
         return loss
-
-    def _non_finite(self, batch: Mapping[str, Any], batch_idx: int, loss: Tensor):
-        ids = sample_ids(batch)
-        if self.nan_policy == "stop":
-            raise NonFiniteLossError(
-                f"non-finite training loss ({float(loss.detach().float().mean())}) at batch "
-                f"{batch_idx} (epoch {self.current_epoch}, global step {self.global_step}); "
-                f"sample ids: {ids} (nan_policy=skip skips such steps)"
-            )
-        self.nan_skips += 1
-        log.warning("skipped a non-finite loss at batch %d (samples %s)", batch_idx, ids)
-        self.log("train/nan_skips", float(self.nan_skips), on_step=True, batch_size=len(ids) or 1)
-        if self.trainer.world_size == 1:
-            return None  # Lightning skips backward and the optimizer step
-        # every rank must run backward under DDP: a zero loss, and no step (see below)
-        self._skip_step = True
-        params = [p for p in self.parameters() if p.requires_grad]
-        return sum((p.reshape(-1)[:1] * 0.0).sum() for p in params)
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Skip steps whose gradients are non-finite (and DDP steps marked as skipped)."""
-        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        skip, self._skip_step = self._skip_step, False
-        scaler = "16-mixed" in str(self.trainer.precision)  # the grad scaler handles inf itself
-        if not skip and params and self.check_grads and not scaler:
-            norms = torch._foreach_norm([p.grad for p in params])
-            bad = not bool(torch.isfinite(torch.stack([n.float() for n in norms]).sum()))
-            if self._bad(bad):
-                skip = True
-                self.nan_skips += 1
-                log.warning("skipped a step with non-finite gradients (step %d)", self.global_step)
-                self.log("train/nan_skips", float(self.nan_skips), on_step=True, batch_size=1)
-                if self.nan_policy == "stop":
-                    raise NonFiniteLossError(
-                        f"non-finite gradients at global step {self.global_step} "
-                        "(nan_policy=skip skips such steps)"
-                    )
-        if skip:
-            for p in params:
-                p.grad = None  # optimizers leave parameters without gradients untouched
 
     # ------------------------------------------------------------------ evaluation
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0):
@@ -248,6 +183,8 @@ class AlignModule(L.LightningModule):
         return f"{stage}/{name}"
 
     def _eval_step(self, stage: str, batch, batch_idx: int, dataloader_idx: int) -> None:
+        if "input_ids" not in batch:  # every sample's image was unreadable (counted, left out)
+            return
         bs = len(batch["input_ids"])
         prefix = self.split_prefix(stage, dataloader_idx)
         terms = self.loss(self.model(batch), batch)

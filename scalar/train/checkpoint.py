@@ -9,6 +9,7 @@ merges in one process; DeepSpeed writes its own layout (``latest`` + ``checkpoin
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,81 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: follow the umask instead
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as err:
             Path(tmp).unlink(missing_ok=True)
-            raise
+            raise write_error(err, path, folder) from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_error(err: BaseException, path: str, folder: str) -> BaseException:
+    """torch reports a failed write as a RuntimeError of its zip writer: name the cause."""
+    import errno
+    import shutil
+
+    if isinstance(err, OSError) or not isinstance(err, RuntimeError):
+        return err
+    if "write" not in str(err):
+        return err
+    free = shutil.disk_usage(folder).free
+    if free < 64 * 2**20:  # under 64 MiB left: the disk is (nearly) full
+        return OSError(errno.ENOSPC, "no space left on device", path)
+    return OSError(errno.EIO, f"could not write the checkpoint ({str(err).splitlines()[0]})", path)
+
+
+def clean_stale_tmp(folder: str | Path) -> list[Path]:
+    """Remove partial checkpoint temp files (``.<name>.<random>.tmp``) a killed run left."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file() and ".ckpt." in p.name]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+# the magic number torch's legacy (non-zip) files start with, as pickled
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def check_checkpoint(path: str | Path, key: str = "checkpoint") -> None:
+    """A cheap look at a checkpoint file before anything heavy is loaded.
+
+    An empty file, a truncated zip, or a file that is neither a torch zip archive nor a
+    pickle is a :class:`UserError` naming ``key`` and the file. Folders (sharded
+    checkpoints) and remote URLs are left to their loaders.
+    """
+    import zipfile
+
+    path = Path(str(path).removeprefix("file://"))
+    if not is_local(str(path)) or path.is_dir():
+        return
+    if not path.is_file():
+        raise UserError(f"{key}={path}: checkpoint not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise UserError(f"{key}={path}: the checkpoint file is empty (0 bytes)")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError) as err:
+            raise UserError(f"{key}={path}: not a readable checkpoint ({err})") from None
+        if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+            raise UserError(f"{key}={path}: a zip file but not a torch checkpoint (no data.pkl)")
+        return
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if head.startswith(b"PK"):
+        raise UserError(f"{key}={path}: truncated or corrupt checkpoint (incomplete zip archive)")
+    if not (head.startswith(b"\x80") and _LEGACY_MAGIC in head):  # torch's pre-zip format
+        raise UserError(f"{key}={path}: not a checkpoint file (neither a torch zip nor a pickle)")
 
 
 def latest_run_checkpoint(runs_dir: Path, exclude: Path | None = None) -> Path | None:
@@ -170,10 +242,15 @@ def load_checkpoint_file(path: str | Path, weights: bool = True) -> dict[str, An
         )
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    check_checkpoint(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError:  # not a zip-format file: plain load
-        return torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except RuntimeError:  # not a zip-format file: plain load
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"cannot read checkpoint {path}: {first}") from None
 
 
 def load_model_weights(model: torch.nn.Module, path: str | Path, prefix: str = "model.") -> int:

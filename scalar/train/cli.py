@@ -55,7 +55,9 @@ def _values(override) -> list[str] | None:
     return [v for v in items if v is not None]
 
 
-def check_overrides(argv: Sequence[str], conf_dir: Path, config_name: str = "train") -> str | None:
+def check_overrides(
+    argv: Sequence[str], conf_dir: Path, config_name: str = "train", check_values: bool = True
+) -> str | None:
     """One line describing what is wrong with the command line, or ``None`` if it composes."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -85,10 +87,12 @@ def check_overrides(argv: Sequence[str], conf_dir: Path, config_name: str = "tra
             single.append(f"{o.get_key_element()}={choice[0]}")
         else:
             single.append(o.input_line)
-    return _compose_error(conf_dir, config_name, single)
+    return _compose_error(conf_dir, config_name, single, check_values)
 
 
-def _compose_error(conf_dir: Path, config_name: str, overrides: list[str]) -> str | None:
+def _compose_error(
+    conf_dir: Path, config_name: str, overrides: list[str], values: bool = True
+) -> str | None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -97,12 +101,64 @@ def _compose_error(conf_dir: Path, config_name: str, overrides: list[str]) -> st
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
-            compose(config_name=config_name, overrides=overrides)
+            cfg = compose(config_name=config_name, overrides=overrides)
+            problem = _value_error(cfg, config_name) if values else None
     except (HydraException, OmegaConfBaseException) as err:
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
         return "error: " + (" ".join(lines[:2]) if lines else type(err).__name__)
     finally:
         GlobalHydra.instance().clear()
+    return f"error: {problem}" if problem else None
+
+
+def _value_error(cfg, config_name: str) -> str | None:
+    """Typed values (``scalar.train.schema``); for train / eval also a missing data root
+    and a log folder that cannot be created (the data CLI reports its own)."""
+    from omegaconf import OmegaConf
+
+    from scalar.train.schema import check_values
+
+    problem = check_values(cfg)
+    if problem or config_name not in ("train", "eval"):
+        return problem
+    problem = missing_data_root(cfg)
+    if problem:
+        return problem
+    log_dir = OmegaConf.select(cfg, "paths.log_dir", default=None)
+    return writable_folder(log_dir, "paths.log_dir") if isinstance(log_dir, str) else None
+
+
+def missing_data_root(cfg) -> str | None:
+    """A ``data.root`` that does not exist: only the default synthetic location is built."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    root = OmegaConf.select(cfg, "data.root", default=None)
+    if not isinstance(root, str) or os.path.exists(root):
+        return None
+    data_dir = OmegaConf.select(cfg, "paths.data_dir", default=None)
+    synthetic = OmegaConf.select(cfg, "data.synthetic", default=None) is not None
+    default = isinstance(data_dir, str) and os.path.abspath(root) == os.path.abspath(
+        os.path.join(data_dir, "synthetic")
+    )
+    if synthetic and default:
+        return None  # the embedded corpus is built there on first use
+    hint = " (the synthetic corpus is built only under paths.data_dir)" if synthetic else ""
+    return f"data.root={root}: no such folder{hint}"
+
+
+def writable_folder(path: str, key: str) -> str | None:
+    """Create ``path`` (as the run will) and write a probe file; one line if that fails."""
+    import os
+    import tempfile
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        return f"{key}={path}: cannot create or write the folder ({err.strerror or err})"
     return None
 
 
@@ -111,7 +167,8 @@ def guard(argv: Sequence[str], conf_dir: Path, config_name: str = "train") -> No
     with ``--cfg``, which prints the config they compose to)."""
     if any(a in ("-h", "--help", "--hydra-help", "--info", "-i") for a in argv):
         return
-    message = check_overrides(argv, conf_dir, config_name)
+    printing = any(a in ("--cfg", "-c") for a in argv)  # shows the config: values unchecked
+    message = check_overrides(argv, conf_dir, config_name, check_values=not printing)
     if message:
         print(message, file=sys.stderr)
         raise SystemExit(EXIT_USAGE)

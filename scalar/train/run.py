@@ -14,17 +14,21 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from scalar.data.ledger import record_skips
 from scalar.train.callbacks import RngState, RunInfo
 from scalar.train.checkpoint import (
     CKPT_DIR,
     LAST,
     UserError,
+    check_checkpoint,
+    clean_stale_tmp,
     is_local,
     load_checkpoint_file,
     load_model_weights,
-    resolve_ckpt_path,
 )
 from scalar.train.env import environment
+from scalar.train.interrupt import Interrupt
+from scalar.train.lineage import resolve_resume
 from scalar.train.resume import make_resumable
 from scalar.train.strategies import recompute_once
 
@@ -144,15 +148,20 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("deterministic"):
         torch.use_deterministic_algorithms(True, warn_only=True)
 
+    # checkpoints are checked (and the resume chosen) before the corpus loads
+    ckpt_path = resolve_resume(cfg, run_dir, run_dir.parent)
+    if cfg.get("init_from"):
+        check_checkpoint(cfg.init_from, "init_from")
+    stale = clean_stale_tmp(run_dir / CKPT_DIR)  # and the resumed run's (no longer running)
+    stale += clean_stale_tmp(Path(ckpt_path).parent) if ckpt_path and is_local(ckpt_path) else []
+    if stale:
+        log.warning("removed %d partial checkpoint file(s): %s", len(stale), stale[:3])
     datamodule = instantiate(cfg.data)
     if _local_rank_zero() and hasattr(datamodule, "prepare_data"):
         datamodule.prepare_data()  # builds the synthetic corpus and its tokenizer if missing
     module = build_module(cfg, datamodule)
     _make_train_loader_resumable(datamodule, int(cfg.seed), module)
     model = module.model
-
-    runs_dir = run_dir.parent
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, runs_dir)
     _wandb_resume_id(cfg, ckpt_path)
     wandb_sweep_names(cfg)
 
@@ -160,7 +169,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     env = environment(cfg.paths.root_dir, int(cfg.seed))
     loggers = _objects(cfg.get("logger"))
     callbacks = _objects(cfg.get("callbacks"))
-    callbacks += [RunInfo(config, env["versions"]), RngState()]
+    callbacks += [RunInfo(config, env["versions"]), RngState(), Interrupt()]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     if recompute_once(trainer.strategy, model):
         log.info("the strategy checkpoints the LLM blocks: transformers' own checkpointing is off")
@@ -278,6 +287,7 @@ def _train(cfg: DictConfig) -> float | None:
             metrics.update(_flat(result))
 
     if trainer.is_global_zero:
+        metrics.update(record_skips(datamodule, run_dir))  # skips.json, skips/<split>/<reason>
         record = dict(metrics)
         write_json(run_dir / "metrics.json", record)
         print(summary_table(metrics))

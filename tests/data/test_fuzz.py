@@ -19,6 +19,7 @@ from PIL import Image
 
 from scalar.data.dataset import SampleDataset
 from scalar.data.readers.coco import read_coco
+from scalar.data.readers.common import strict_rows
 from scalar.data.readers.lvis import read_lvis
 from scalar.data.readers.refcoco import read_refcoco
 from scalar.data.readers.vg import read_visual_genome
@@ -150,10 +151,11 @@ def test_instances_malformed_one_line(tmp_path, case):
     edit(data)
     path = tmp_path / "inst.json"
     path.write_text(json.dumps(data))
-    for read in (read_coco, read_lvis):
-        with pytest.raises(AnnotationError) as exc:
-            read(path, tmp_path)
-        one_line_error(exc, path, row)
+    with strict_rows():  # malformed rows are errors only when strict
+        for read in (read_coco, read_lvis):
+            with pytest.raises(AnnotationError) as exc:
+                read(path, tmp_path)
+            one_line_error(exc, path, row)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -286,10 +288,11 @@ def test_vg_malformed_one_line(tmp_path, case):
     if row is None:  # the appended row
         key = "relationships" if name == "relationships" else "regions"
         row = f"0 {key[:-1] if name == 'relationships' else 'region'} {len(data[0][key]) - 1}"
-    path.write_text(json.dumps(data))
-    with pytest.raises(AnnotationError) as exc:
-        read_visual_genome(tmp_path, check_images=False)
-    one_line_error(exc, path, row)
+    with strict_rows():  # malformed rows are errors only when strict
+        path.write_text(json.dumps(data))
+        with pytest.raises(AnnotationError) as exc:
+            read_visual_genome(tmp_path, check_images=False)
+        one_line_error(exc, path, row)
     path.write_text(original[:-3])  # truncated (the valid file)
     with pytest.raises(AnnotationError) as exc:
         read_visual_genome(tmp_path, check_images=False)
@@ -351,10 +354,11 @@ def test_refcoco_exact_skips(tmp_path, seed):
     with pytest.raises(AnnotationError) as exc:
         read_refcoco(tmp_path, "refcoco", "unc", check_images=False)
     one_line_error(exc, folder / "refs(unc).p", "top level")
-    inst["annotations"][0]["bbox"] = None
-    (folder / "instances.json").write_text(json.dumps(inst))
-    with pytest.raises(AnnotationError) as exc:
-        read_refcoco(tmp_path, "refcoco", "unc", check_images=False)
+    with strict_rows():  # malformed rows are errors only when strict
+        inst["annotations"][0]["bbox"] = None
+        (folder / "instances.json").write_text(json.dumps(inst))
+        with pytest.raises(AnnotationError) as exc:
+            read_refcoco(tmp_path, "refcoco", "unc", check_images=False)
     one_line_error(exc, folder / "instances.json", "annotations[0]")
 
 

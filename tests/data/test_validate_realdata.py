@@ -258,10 +258,12 @@ def _name(row: dict) -> str | None:
 
 
 def vg_counts(folder: Path, present: set, splits: dict) -> dict[str, dict]:
-    """Expected per-split counts; the reader's skips all land on the first split (train)."""
+    """Expected per-split counts: each skip lands on the split of the image it belongs to
+    (an image in no split takes its rows' skips with it); ``image_not_in_splits_file``
+    belongs to no image and lands on the first split (train)."""
     load = lambda name: json.loads((folder / f"{name}.json").read_text())  # noqa: E731
     sizes = {e["image_id"]: (e["width"], e["height"]) for e in load("image_data")}
-    skips = Counter()
+    skips: dict = {i: Counter() for i in sizes}  # image -> reason -> count
     objects = {i: {} for i in sizes}  # image -> object id -> kept?
     raw_boxes = {i: {} for i in sizes}
     names = {i: {} for i in sizes}  # image -> object id -> category name
@@ -271,15 +273,15 @@ def vg_counts(folder: Path, present: set, splits: dict) -> dict[str, dict]:
         oid, box = _oid(row), xywh([row["x"], row["y"], row["w"], row["h"]])
         if oid in objects[image_id]:
             if listed and objects[image_id][oid] and raw_boxes[image_id][oid] != box:
-                skips["duplicate_object_id"] += 1
+                skips[image_id]["duplicate_object_id"] += 1
             return objects[image_id][oid]
         if _name(row) is None:
-            skips["object_without_name"] += 1
+            skips[image_id]["object_without_name"] += 1
             objects[image_id][oid] = False
             return False
         outcome = box_outcome(box, *sizes[image_id])
         if outcome:
-            skips[outcome] += 1
+            skips[image_id][outcome] += 1
         objects[image_id][oid] = outcome not in ("degenerate_box", "box_outside_image")
         raw_boxes[image_id][oid] = box
         names[image_id][oid] = _name(row)
@@ -295,23 +297,25 @@ def vg_counts(folder: Path, present: set, splits: dict) -> dict[str, dict]:
         for row in e["relationships"]:
             s, o = add(_iid(e), row["subject"], False), add(_iid(e), row["object"], False)
             if not (s and o):
-                skips["relation_endpoint_dropped"] += 1
+                skips[_iid(e)]["relation_endpoint_dropped"] += 1
             elif not str(row["predicate"]).strip():
-                skips["empty_predicate"] += 1
+                skips[_iid(e)]["empty_predicate"] += 1
             else:
                 relations[_iid(e)] += 1
     for e in load("region_descriptions"):
         w, h = sizes[_iid(e)]
         for row in e["regions"]:
             if not row["phrase"].strip():
-                skips["empty_region_phrase"] += 1
+                skips[_iid(e)]["empty_region_phrase"] += 1
                 continue
             outcome = box_outcome(xywh([row["x"], row["y"], row["width"], row["height"]]), w, h)
             if outcome:
-                skips[outcome] += 1
+                skips[_iid(e)][outcome] += 1
             regions[_iid(e)] += outcome not in ("degenerate_box", "box_outside_image")
-    skips["missing_image"] = sum(1 for i in sizes if i not in present)
-    skips["image_not_in_splits_file"] = sum(1 for i in sizes if i in present and i not in splits)
+    for i in sizes:
+        if i not in present:
+            skips[i]["missing_image"] += 1
+    unplaced = sum(1 for i in sizes if i in present and i not in splits)
     categories = {n for i in present for o, n in names[i].items() if objects[i][o]}
     out = {}
     for split in ("train", "val", "test"):
@@ -322,7 +326,9 @@ def vg_counts(folder: Path, present: set, splits: dict) -> dict[str, dict]:
         c["relations"] = sum(relations[i] for i in ids)
         c["regions"] = sum(regions[i] for i in ids)
         c["categories"] = len(categories)
-        c["skips"] = skips if split == "train" else Counter()
+        c["skips"] = sum((skips[i] for i in sizes if splits.get(i) == split), Counter())
+        if split == "train" and unplaced:
+            c["skips"]["image_not_in_splits_file"] = unplaced
         out[split] = c
     return out
 
@@ -346,5 +352,6 @@ def test_visual_genome(tmp_path, version):
     assert set(got) == set(want)
     for split in want:
         check(got[split], want[split])
-    assert got["train"]["skips"]["missing_image"] == 1
+    assert got["test"]["skips"]["missing_image"] == 1  # image 4 is a test image
+    assert "missing_image" not in got["train"]["skips"]
     assert got["train"]["skips"]["image_not_in_splits_file"] == 1

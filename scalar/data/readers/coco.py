@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from scalar.data.readers.common import image_present, load_json, require, require_list
+from scalar.data.readers.common import image_present, load_json, malformed, require, require_list
 from scalar.data.scene import (
     AnnotationError,
     Category,
@@ -129,18 +129,23 @@ def _categories(rows: list, path: Path, make: MakeCategory, skips: Skips) -> dic
     cats: dict[int, Category] = {}
     for i, row in enumerate(rows):
         where = f"categories[{i}]"
-        require(row, CATEGORY_KEYS, path, where)
-        if not isinstance(row["id"], int) or isinstance(row["id"], bool):
-            raise AnnotationError(path, where, f"category id must be an integer, got {row['id']!r}")
-        if not isinstance(row["name"], str):
-            raise AnnotationError(
-                path, where, f"category name must be a string, got {row['name']!r}"
-            )
-        if row["id"] in cats:
-            skips.add("duplicate_category_id", f"{where} id {row['id']}")
-            continue
-        cats[row["id"]] = make(row, path, where)
+        try:
+            _check_category_row(row, path, where)
+            if row["id"] in cats:
+                skips.add("duplicate_category_id", f"{where} id {row['id']}")
+                continue
+            cats[row["id"]] = make(row, path, where)
+        except AnnotationError as err:
+            malformed(err, skips)  # its annotations count as unknown_category
     return cats
+
+
+def _check_category_row(row: Any, path: Path, where: str) -> None:
+    require(row, CATEGORY_KEYS, path, where)
+    if not isinstance(row["id"], int) or isinstance(row["id"], bool):
+        raise AnnotationError(path, where, f"category id must be an integer, got {row['id']!r}")
+    if not isinstance(row["name"], str):
+        raise AnnotationError(path, where, f"category name must be a string, got {row['name']!r}")
 
 
 def _check_image_row(row: Any, path: Path, where: str) -> None:
@@ -182,7 +187,7 @@ def read_instances(
     Counted skips: ``duplicate_category_id``, ``duplicate_image_id``, ``missing_image``
     (scene dropped; its rows counted as ``annotations_of_missing_images``),
     ``duplicate_annotation_id``, ``unknown_image``, ``unknown_category``, and those of
-    ``check_box`` and ``check_mask``. Rows without required keys raise ``AnnotationError``.
+    ``check_box`` and ``check_mask``; rows that break the schema count as ``malformed_row``.
     """
     path = Path(annotation_file)
     data = load_json(path)
@@ -196,16 +201,20 @@ def read_instances(
     missing: set[int | str] = set()
     for i, row in enumerate(rows["images"]):
         where = f"images[{i}]"
-        _check_image_row(row, path, where)
-        iid = row["id"]
-        if iid in scenes or iid in missing:
-            skips.add("duplicate_image_id", f"{where} id {iid}")
+        try:
+            _check_image_row(row, path, where)
+            iid = row["id"]
+            if iid in scenes or iid in missing:
+                skips.add("duplicate_image_id", f"{where} id {iid}")
+                continue
+            image_path = str(Path(image_dir) / image_file(row, path, where))
+            if not image_present(image_path, skips, check_images):
+                missing.add(iid)
+                continue
+            meta = scene_meta(row, cats, path, where, skips) if scene_meta else {}
+        except AnnotationError as err:
+            malformed(err, skips)  # its annotations count as unknown_image
             continue
-        image_path = str(Path(image_dir) / image_file(row, path, where))
-        if not image_present(image_path, skips, check_images):
-            missing.add(iid)
-            continue
-        meta = scene_meta(row, cats, path, where, skips) if scene_meta else {}
         w, h = int(row["width"]), int(row["height"])
         info = ImageInfo(id=iid, path=image_path, width=w, height=h)
         scenes[iid] = Scene(image=info, split=split, meta=meta)
@@ -213,7 +222,11 @@ def read_instances(
     seen: set[int | str] = set()
     for i, row in enumerate(rows["annotations"]):
         where = f"annotations[{i}]"
-        _check_annotation_row(row, path, where)
+        try:
+            _check_annotation_row(row, path, where)
+        except AnnotationError as err:
+            malformed(err, skips)
+            continue
         aid, iid, cid = row["id"], row["image_id"], row["category_id"]
         if aid in seen:
             skips.add("duplicate_annotation_id", f"{where} id {aid}")

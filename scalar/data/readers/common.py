@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +64,31 @@ def image_present(path: str | Path, skips: Skips, check: bool) -> bool:
         return True
     skips.add("missing_image", str(path))
     return False
+
+
+_STRICT = contextvars.ContextVar("scalar_strict_rows", default=False)
+
+
+@contextmanager
+def strict_rows(on: bool = True) -> Iterator[None]:
+    """Within this block a malformed row is an ``AnnotationError`` (``data.strict=true``)."""
+    token = _STRICT.set(bool(on))
+    try:
+        yield
+    finally:
+        _STRICT.reset(token)
+
+
+def is_strict() -> bool:
+    """Whether malformed rows are errors here (inside :func:`strict_rows`)."""
+    return _STRICT.get()
+
+
+def malformed(err: AnnotationError, skips: Skips) -> None:
+    """A row that breaks the schema (e.g. a string ``bbox``): counted as ``malformed_row``
+    with its file, row and reason, and left out; re-raised under :func:`strict_rows`.
+
+    A file that does not parse at all is never a row: its error is raised before."""
+    if _STRICT.get():
+        raise err
+    skips.add("malformed_row", str(err))

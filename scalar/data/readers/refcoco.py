@@ -17,6 +17,7 @@ from scalar.data.readers.common import (
     image_present,
     load_json,
     load_pickle,
+    malformed,
     require,
     require_list,
 )
@@ -61,27 +62,42 @@ def _number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _read_instances(path: Path) -> tuple[dict, dict, dict[int, Category]]:
-    """``(images by id, annotations by id, categories by id)`` from a COCO-style file."""
+def _read_instances(path: Path, skips: Skips) -> tuple[dict, dict, dict[int, Category]]:
+    """``(images by id, annotations by id, categories by id)`` from a COCO-style file;
+    rows that break the schema are counted as ``malformed_row`` (``malformed``)."""
     data = load_json(path)
     if not isinstance(data, dict):
         raise AnnotationError(path, "top level", "expected an object with images/annotations")
     categories: dict[int, Category] = {}
     for i, c in enumerate(require_list(data, "categories", path)):
-        require(c, ("id", "name"), path, f"categories[{i}]")
+        try:
+            require(c, ("id", "name"), path, f"categories[{i}]")
+        except AnnotationError as err:
+            malformed(err, skips)
+            continue
         categories[c["id"]] = Category(c["id"], str(c["name"]), c.get("supercategory"))
     images: dict[Any, dict] = {}
     for i, im in enumerate(require_list(data, "images", path)):
-        require(im, ("id", "width", "height"), path, f"images[{i}]")
-        if not (_number(im["width"]) and _number(im["height"])):
-            raise AnnotationError(path, f"images[{i}]", "width and height must be numbers")
+        try:
+            require(im, ("id", "width", "height"), path, f"images[{i}]")
+            if not (_number(im["width"]) and _number(im["height"])):
+                raise AnnotationError(path, f"images[{i}]", "width and height must be numbers")
+        except AnnotationError as err:
+            malformed(err, skips)
+            continue
         images[im["id"]] = im
     anns: dict[Any, dict] = {}
     for i, a in enumerate(require_list(data, "annotations", path)):
-        require(a, ("id", "image_id", "bbox", "category_id"), path, f"annotations[{i}]")
-        bbox = a["bbox"]
-        if not (isinstance(bbox, list | tuple) and len(bbox) == 4 and all(map(_number, bbox))):
-            raise AnnotationError(path, f"annotations[{i}]", f"bbox must be 4 numbers: {bbox!r}")
+        try:
+            require(a, ("id", "image_id", "bbox", "category_id"), path, f"annotations[{i}]")
+            bbox = a["bbox"]
+            if not (isinstance(bbox, list | tuple) and len(bbox) == 4 and all(map(_number, bbox))):
+                raise AnnotationError(
+                    path, f"annotations[{i}]", f"bbox must be 4 numbers: {bbox!r}"
+                )
+        except AnnotationError as err:
+            malformed(err, skips)
+            continue
         anns[a["id"]] = a
     return images, anns, categories
 
@@ -142,7 +158,7 @@ def read_refcoco(
     wanted = None if splits is None else {splits} if isinstance(splits, str) else set(splits)
     skips = Skips()
 
-    images, anns, cats = _read_instances(inst_path)
+    images, anns, cats = _read_instances(inst_path, skips)
     refs = load_pickle(refs_path)
     if not isinstance(refs, list):
         raise AnnotationError(refs_path, "top level", f"expected a list, got {type(refs).__name__}")
@@ -150,11 +166,15 @@ def read_refcoco(
     refs_by_image: dict[Any, list[RefExpr]] = {}
     seen: set = set()
     for i, r in enumerate(refs):
-        require(r, ("ref_id", "ann_id", "image_id", "split", "sentences"), refs_path, i)
-        split = str(r["split"])
-        if wanted is not None and split not in wanted:
+        try:
+            require(r, ("ref_id", "ann_id", "image_id", "split", "sentences"), refs_path, i)
+            split = str(r["split"])
+            if wanted is not None and split not in wanted:
+                continue
+            sentences = _sentences(r, refs_path, i)
+        except AnnotationError as err:
+            malformed(err, skips)
             continue
-        sentences = _sentences(r, refs_path, i)
         if r["ref_id"] in seen:
             skips.add("duplicate_ref_id", f"ref {r['ref_id']}")
             continue

@@ -19,7 +19,7 @@ import gc
 from pathlib import Path
 from typing import Any
 
-from scalar.data.readers.common import image_present, require
+from scalar.data.readers.common import image_present, malformed, require
 from scalar.data.readers.jsonstream import iter_json_array
 from scalar.data.readers.vg_regions import NAME, RegionJob, add_regions, region_records
 from scalar.data.readers.vg_rows import (
@@ -64,11 +64,16 @@ class _Reader:
         """Yield ``(image, rows, path, index)`` for each per-image entry of a file."""
         path = self.root / name
         for i, entry in enumerate(iter_json_array(path)):
-            require(entry, (key,), path, i)
-            image_id = first_key(entry, ("image_id", "id"), path, i)
-            rows = entry[key]
-            if not isinstance(rows, list):
-                raise AnnotationError(path, i, f"'{key}' must be a list")
+            try:
+                require(entry, (key,), path, i)
+                image_id = first_key(entry, ("image_id", "id"), path, i)
+                rows = entry[key]
+                if not isinstance(rows, list):
+                    raise AnnotationError(path, i, f"'{key}' must be a list")
+            except AnnotationError as err:
+                malformed(err, self.skips)  # the whole entry (one image's rows of this file)
+                continue
+            self.skips.scope = image_id  # skips of its rows belong to this image (its split)
             image = self.images.get(image_id)
             if image is None:
                 if self.known:
@@ -76,6 +81,15 @@ class _Reader:
                     continue
                 image = self.images[image_id] = _Image()
             yield image, rows, path, i
+        self.skips.scope = None
+
+    def row(self, fn, *args):
+        """``fn(*args)`` for one row; a row that breaks the schema is a counted skip."""
+        try:
+            return fn(*args)
+        except AnnotationError as err:
+            malformed(err, self.skips)
+            return None
 
     def add_object(self, image: _Image, row: dict, path: Path, where, listed: bool) -> Any:
         """Add (or find) the object of ``row``; returns its id, or None when dropped.
@@ -158,7 +172,7 @@ class _Reader:
                             objs[oid] = Object(oid, name, box, None, None, synset)
                             raws[oid] = box
                             continue
-                self.add_object(image, row, path, (i, "object", j), listed=True)
+                self.row(self.add_object, image, row, path, (i, "object", j), True)
         for image in self.images.values():  # only objects.json rows are compared
             image.raw_boxes = {}
 
@@ -171,7 +185,9 @@ class _Reader:
             for j, row in enumerate(rows):
                 oid = row.get("object_id") if type(row) is dict else None  # listed_id inline
                 if oid is None or oid not in objs:
-                    oid = self.add_object(image, row, path, (i, "attribute row", j), listed=False)
+                    oid = self.row(
+                        self.add_object, image, row, path, (i, "attribute row", j), False
+                    )
                     if oid is None:
                         continue
                 obj, values = objs[oid], row.get("attributes")
@@ -208,7 +224,7 @@ class _Reader:
                         if pred:
                             append(Relation(s, pred, o))
                             continue
-                self._relation_checked(image, row, path, i, j)
+                self.row(self._relation_checked, image, row, path, i, j)
 
     def _relation_checked(self, image: _Image, row: Any, path: Path, i: int, j: int) -> None:
         objs = image.objects
@@ -287,7 +303,10 @@ def _read(root: Path, image_dir, check_images: bool, require_image_data: bool) -
     for image_id in sorted(reader.images, key=lambda k: (str(type(k)), k)):
         im = reader.images.pop(image_id)  # freed as the scenes are built
         path = image_path(image_dir, image_id, im.info)
-        if not image_present(path, reader.skips, check_images):
+        reader.skips.scope = image_id
+        present = image_present(path, reader.skips, check_images)
+        reader.skips.scope = None
+        if not present:
             continue
         meta = {"coco_id": im.info["coco_id"]} if im.info.get("coco_id") is not None else {}
         scenes.append(

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from scalar.data.readers.common import require
+from scalar.data.readers.common import is_strict, malformed, require, strict_rows
 from scalar.data.readers.jsonstream import iter_json_array
 from scalar.data.readers.vg_rows import FLOATS, MISSING, fast_box, first_key, inside, raw_box
 from scalar.data.scene import AnnotationError, Region, Skips, check_box
@@ -40,18 +40,29 @@ def region_records(
     """Check the rows of ``path`` entry by entry; images absent from ``sizes`` are counted
     as ``unknown_image`` when ``known``, else taken with size 0 x 0."""
     for i, entry in enumerate(iter_json_array(path)):
-        require(entry, ("regions",), path, i)
-        image_id = first_key(entry, ("image_id", "id"), path, i)
-        rows = entry["regions"]
-        if not isinstance(rows, list):
-            raise AnnotationError(path, i, "'regions' must be a list")
+        try:
+            require(entry, ("regions",), path, i)
+            image_id = first_key(entry, ("image_id", "id"), path, i)
+            rows = entry["regions"]
+            if not isinstance(rows, list):
+                raise AnnotationError(path, i, "'regions' must be a list")
+        except AnnotationError as err:
+            malformed(err, skips)
+            continue
+        skips.scope = image_id  # the entry's skips belong to this image (its split)
         size = sizes.get(image_id)
         if size is None:
             if known:
                 skips.add("unknown_image", f"{NAME} image {image_id}")
                 continue
             size = (0, 0)
-        yield (image_id, *_rows(rows, size[0], size[1], path, i, skips))
+        try:
+            record = (image_id, *_rows(rows, size[0], size[1], path, i, skips))
+        except AnnotationError as err:
+            malformed(err, skips)  # the image's regions are left out
+            continue
+        yield record
+    skips.scope = None
 
 
 def _rows(rows: list, w_: int, h_: int, path: Path, i: int, skips: Skips) -> tuple:
@@ -134,6 +145,7 @@ class RegionJob:
             pickle.dump(sizes, f, protocol=pickle.HIGHEST_PROTOCOL)
         cmd = [sys.executable, "-m", __name__, str(root / NAME), str(self.dir)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_src(), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+        env["SCALAR_STRICT_ROWS"] = "1" if is_strict() else "0"  # the helper counts rows alike
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
     @staticmethod
@@ -190,4 +202,5 @@ if __name__ == "__main__":
     import gc
 
     gc.disable()
-    main(*sys.argv[1:3])
+    with strict_rows(os.environ.get("SCALAR_STRICT_ROWS") == "1"):
+        main(*sys.argv[1:3])
