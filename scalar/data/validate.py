@@ -1,7 +1,8 @@
 """``python -m scalar.data validate``: read every split of a data config, count and check it.
 
 Each split of ``data.corpora`` is read with ``read_split`` and summarised with
-``check_split`` (the hook for further checks of a read corpus, e.g. decoding images).
+``check_split`` (``check_decode=true``: ``check_split_decoding`` also decodes every image).
+A malformed row is a counted ``malformed_row`` skip unless ``data.strict=true``.
 A split set to ``null`` is disabled and left out; a split whose annotation files are
 missing (the reader raises ``FileNotFoundError``) is reported in one line and left out,
 unless ``strict``, where it is an error. At least one split must be read.
@@ -13,7 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from scalar.data.imagecheck import check_decode
 from scalar.data.merge import clear_cache, read_all, write_json
+from scalar.data.readers.common import strict_rows
 from scalar.data.scene import Corpus
 
 COUNT_KEYS = ("images", "objects", "refs", "sentences", "regions", "relations", "categories")
@@ -34,6 +37,13 @@ def read_split(spec: Any) -> Corpus:
 
 def check_split(corpus: Corpus) -> dict[str, Any]:
     """The counts of one read split (what was read, and the skips by reason)."""
+    return corpus.counts()
+
+
+def check_split_decoding(corpus: Corpus) -> dict[str, Any]:
+    """``check_split`` after decoding every image of the split (``check_decode=true``):
+    undecodable files count as ``corrupt_image`` / ``empty_image`` skips."""
+    check_decode(corpus.scenes, corpus.skips)
     return corpus.counts()
 
 
@@ -100,7 +110,9 @@ def validate(cfg, out: str | Path | None = None) -> dict[str, Any]:
         for split, spec in corpora.items()
     }
     report = {"data": _data_name(cfg), "root": str(root)}
-    report |= validate_corpora(specs, strict=bool(cfg.get("strict", False)))
+    check = check_split_decoding if cfg.get("check_decode", False) else check_split
+    with strict_rows(bool(cfg.data.get("strict", False))):
+        report |= validate_corpora(specs, strict=bool(cfg.get("strict", False)), check=check)
     for line in report_lines(report):
         print(line)
     path = Path(str(out)) if out else root / "validate.json"

@@ -223,3 +223,20 @@ def test_train_cfg_job_bad_group_is_one_line():
                        env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     line = one_error_line(r, 2)
     assert line == "error: unknown model 'nope'; valid names: hf_local, tiny, vicuna7b"
+
+
+def test_check_decode_counts_broken_images(coco_val_only, tmp_path):
+    """``check_decode=true`` decodes every image: a truncated file is a counted
+    ``corrupt_image`` skip of its split, without it the file is only checked to exist."""
+    root, want = coco_val_only
+    image = next((root / "val2017").iterdir())
+    image.write_bytes(image.read_bytes()[:64])  # truncated: exists but cannot be decoded
+    out = tmp_path / "v.json"
+    r = run("validate", "data=coco", f"data.root={root}", f"out={out}", "~data.corpora.train")
+    assert r.returncode == 0, r.stderr
+    assert "corrupt_image" not in json.loads(out.read_text())["splits"]["val"]["skips"]
+    r = run("validate", "data=coco", f"data.root={root}", f"out={out}", "~data.corpora.train",
+            "check_decode=true")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    skips = json.loads(out.read_text())["splits"]["val"]["skips"]
+    assert skips["corrupt_image"] == 1 and skips["missing_image"] == want["missing_image"]
