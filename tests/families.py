@@ -62,7 +62,7 @@ def build_tokenizer(family: str, vocab: int = 400):
 
     byte_alpha = pre_tokenizers.ByteLevel.alphabet()
     if family == "llama":
-        meta = dict(replacement="\u2581", prepend_scheme="first", split=False)
+        meta = dict(replacement="\u2581", prepend_scheme="first", split=True)
         alphabet = [c for c in string.printable if not c.isspace()] + ["\u2581"]
         tok = _train(models.BPE(unk_token="<unk>"), pre_tokenizers.Metaspace(**meta),
                      decoders.Metaspace(**meta), ["<unk>", "<s>", "</s>"], vocab, alphabet)  # fmt: skip
