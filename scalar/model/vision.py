@@ -101,11 +101,15 @@ class VisionTower(nn.Module):
         force_pp = {k: tuple(v) for k, v in (("mean", mean), ("std", std)) if v is not None}
         clip = open_clip.create_model(
             name,
-            pretrained=str(pretrained) if pretrained is not None else None,
+            pretrained=None,  # loaded below: a file that does not fit is one clear error
             device=device,
             force_image_size=image_size,
             force_preprocess_cfg=force_pp or None,
         )
+        if pretrained is not None:
+            from scalar.model.vision_weights import load_tower_weights
+
+            load_tower_weights(clip, pretrained, name)
         visual = clip.visual
         del clip  # keep only the image tower
         self.name, self.kind = name, _kind(visual)
