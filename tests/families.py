@@ -143,3 +143,13 @@ def make_family(family: str, out_dir: str | Path, seed: int = 0) -> Path:
     cfg["tokenizer_class"] = cls_name  # as the real checkpoints name it
     cfg_file.write_text(json.dumps(cfg, indent=2))
     return out
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def family_dir(tmp_path_factory, family: str) -> Path:
+    """The family's directory, written once per test session."""
+    if family not in _BUILT:
+        _BUILT[family] = make_family(family, tmp_path_factory.mktemp(f"llm_{family}"))
+    return _BUILT[family]
