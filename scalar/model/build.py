@@ -55,7 +55,8 @@ def check_weights(vision: Mapping, llm: Mapping) -> None:
     if pre is None and vision.get("require_pretrained"):
         raise FileNotFoundError(
             f"vision tower {vision.get('name')!r} needs pretrained weights: set "
-            "model.vision.pretrained to a local open_clip checkpoint file"
+            "model.vision.pretrained to a local open_clip checkpoint file (or "
+            "model.vision.require_pretrained=false to train on a random tower)"
         )
     path = llm.get("path")
     if path is not None:

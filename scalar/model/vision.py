@@ -91,7 +91,8 @@ class VisionTower(nn.Module):
         elif require_pretrained and device.type != "meta":
             raise FileNotFoundError(
                 f"vision tower {name!r} needs pretrained weights: set model.vision.pretrained "
-                "to a local open_clip checkpoint file"
+                "to a local open_clip checkpoint file (or model.vision.require_pretrained=false "
+                "to train on a random tower)"
             )
         if open_clip.get_model_config(name) is None:
             raise ValueError(
