@@ -81,7 +81,9 @@ def load_tokenizer(path: str | Path):
         )
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, use_fast=True)
     if not getattr(tok, "is_fast", False):
-        raise ValueError(f"{path}: no fast tokenizer (tokenizer.json); convert it with transformers")
+        raise ValueError(
+            f"{path}: no fast tokenizer (tokenizer.json); convert it with transformers"
+        )
     vocab = tok.get_vocab()
 
     def special(token: str):

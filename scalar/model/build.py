@@ -45,7 +45,16 @@ def _load_tokenizer(tokenizer, tokenizer_path, llm_path):
 
 
 def check_weights(vision: Mapping, llm: Mapping) -> None:
-    """Fail fast, before building anything, on weights the config needs but cannot find."""
+    """Fail fast, before building anything, on weights the config needs but cannot find
+    (the LLM's first: its directory also holds the run's tokenizer)."""
+    path = llm.get("path")
+    if path is not None:
+        check_llm_path(path)
+    elif llm.get("require_weights"):
+        raise FileNotFoundError(
+            "this model needs pretrained LLM weights: set model.llm.path to a local Hugging "
+            "Face model directory (weights and tokenizer)"
+        )
     pre = vision.get("pretrained")
     if pre is not None and not Path(pre).is_file():
         raise FileNotFoundError(
@@ -57,14 +66,6 @@ def check_weights(vision: Mapping, llm: Mapping) -> None:
             f"vision tower {vision.get('name')!r} needs pretrained weights: set "
             "model.vision.pretrained to a local open_clip checkpoint file (or "
             "model.vision.require_pretrained=false to train on a random tower)"
-        )
-    path = llm.get("path")
-    if path is not None:
-        check_llm_path(path)
-    elif llm.get("require_weights"):
-        raise FileNotFoundError(
-            "this model needs pretrained LLM weights: set model.llm.path to a local Hugging "
-            "Face model directory (weights and tokenizer)"
         )
 
 

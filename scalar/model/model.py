@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scalar import tokens as T
-from scalar.model.llm import base_causal_lm, is_lora
 from scalar.model.families import family_ids
+from scalar.model.llm import base_causal_lm, is_lora
 
 IGNORE = -100
 PARTS = ("vision", "bridge", "llm", "region", "spatial", "contrastive", "new_tokens")

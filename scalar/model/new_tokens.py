@@ -38,8 +38,13 @@ class NewTokenRows(nn.Module):
         self.input_rows = nn.Parameter(weight.detach()[index].float().clone())
         self.scale = float(getattr(input_embeddings, "embed_scale", 1.0) or 1.0)  # Gemma-style
         out_w = None if output_embeddings is None else output_embeddings.weight
-        self.tied = out_w is None or out_w is weight or out_w.data_ptr() == weight.data_ptr()
-        self.output_rows = None if self.tied else nn.Parameter(out_w.detach()[index].float().clone())
+        real = weight.device.type != "meta"  # meta tensors share data_ptr 0: compare objects
+        self.tied = (
+            out_w is None or out_w is weight or (real and out_w.data_ptr() == weight.data_ptr())
+        )
+        self.output_rows = (
+            None if self.tied else nn.Parameter(out_w.detach()[index].float().clone())
+        )
         bias = None if output_embeddings is None else getattr(output_embeddings, "bias", None)
         self.has_bias = bias is not None
 

@@ -29,7 +29,8 @@ def read_state(path: str | Path, name: str) -> tuple[dict, str]:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file: pickle, zip, weights_only errors
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
-        raise _fail(path, name, f"a file torch.load cannot read ({type(err).__name__}: {first})")
+        found = f"a file torch.load cannot read ({type(err).__name__}: {first})"
+        raise _fail(path, name, found) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):

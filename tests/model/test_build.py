@@ -31,7 +31,9 @@ def _numel(module):
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("name", ["tiny", "vicuna7b", "hf_local", "hf_tiny", "qwen2_7b", "opt_6_7b"])
+@pytest.mark.parametrize(
+    "name", ["tiny", "vicuna7b", "hf_local", "hf_tiny", "qwen2_7b", "opt_6_7b"]
+)
 def test_every_config_key_is_commented(name):
     for line in (CONF / f"{name}.yaml").read_text().splitlines():
         if re.match(r"^\s*[A-Za-z_]+:", line):

@@ -42,7 +42,9 @@ def test_wrong_architecture_names_file_expected_and_found(tmp_path):
         VisionTower("scalar-tiny", pretrained=str(path), feature_layer=2)
     msg = str(err.value)
     assert "\n" not in msg and str(path) in msg and "model.vision.name='scalar-tiny'" in msg
-    assert "full CLIP state dict whose conv1.weight is 64x3x8x8 where scalar-tiny has 16x3x3x3" in msg
+    assert (
+        "full CLIP state dict whose conv1.weight is 64x3x8x8 where scalar-tiny has 16x3x3x3" in msg
+    )
 
 
 def test_missing_tensors_are_counted(clip, tmp_path):
