@@ -80,7 +80,7 @@ class ScalarModel(nn.Module):
 
     def embed_tokens(self, ids: Tensor) -> Tensor:
         embeds = self.causal_lm.get_input_embeddings()(ids)
-        return embeds if self.new_tokens is None else self.new_tokens.embed(ids, embeds)
+        return embeds if self.new_tokens is None else self.new_tokens(ids, embeds)
 
     def lm_logits(self, hidden: Tensor) -> Tensor:
         """Next-token logits; tokens that only ever appear in prompts (``<region>``,
@@ -88,7 +88,7 @@ class ScalarModel(nn.Module):
         head = self.causal_lm.get_output_embeddings()
         logits = head(hidden)
         if self.new_tokens is not None:
-            logits = self.new_tokens.logits(hidden, logits, head)
+            logits = self.new_tokens(None, logits, hidden, head)
         index = torch.tensor(self.prompt_only_ids, device=logits.device)
         return logits.index_fill(-1, index[index < logits.shape[-1]], -1e4)
 

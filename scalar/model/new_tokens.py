@@ -51,6 +51,14 @@ class NewTokenRows(nn.Module):
     def index(self, device) -> Tensor:
         return torch.tensor(self.token_ids, dtype=torch.long, device=device)
 
+    def forward(self, ids: Tensor, embeds: Tensor, hidden=None, head=None) -> Tensor:
+        """``embeds`` (input embeddings of ``ids``) with our rows; with ``hidden``, ``embeds``
+        are the logits and ours are recomputed. A forward call, not a parameter read, so
+        FSDP and DeepSpeed ZeRO-3 gather the rows first."""
+        if hidden is None:
+            return self.embed(ids, embeds)
+        return self.logits(hidden, embeds, head)
+
     def embed(self, ids: Tensor, embeds: Tensor) -> Tensor:
         """``embeds`` of ``ids`` with the rows of our ids replaced by the trainable ones."""
         match = ids[..., None] == self.index(ids.device)  # [..., n]
