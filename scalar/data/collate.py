@@ -1,8 +1,9 @@
 """Samples (with decoded images) -> the batch dict of ``scalar.data.sample``'s contract.
 
-Row ``b`` of ``input_ids`` is ``<s> prompt <sep> target </s>``; each ``<region>`` of the
+Row ``b`` of ``input_ids`` is ``bos prompt <sep> target eos`` with the tokenizer's own
+bos (none for families without one, e.g. Qwen2) and eos; each ``<region>`` of the
 prompt text becomes K consecutive ``<region>`` tokens. ``labels`` keep the target and
-``</s>``. ``prompt_input_ids`` is ``<s> prompt <sep>``, left-padded for generation.
+eos. ``prompt_input_ids`` is ``bos prompt <sep>``, left-padded for generation.
 """
 
 from __future__ import annotations
@@ -79,19 +80,20 @@ class Collator:
             int(max_length),
         )
         ids = tokenizer.convert_tokens_to_ids
-        self.pad, self.bos, self.eos = ids(T.PAD), ids(T.BOS), ids(T.EOS)
+        # the family's own roles: bos may be missing (Qwen2) and may equal eos (OPT, GPT-2)
+        self.bos, self.eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
         self.sep, self.region = ids(T.SEP), ids(T.REGION)
         self.triggers = {ids(T.BOX), ids(T.POINT)}
         unk = tokenizer.unk_token_id
-        missing = [
-            t
-            for t in (T.PAD, T.BOS, T.EOS, T.SEP, T.REGION, T.BOX, T.POINT)
-            if ids(t) in (None, unk)
-        ]
+        missing = [t for t in T.SCALAR_TOKENS if ids(t) in (None, unk)]
+        if self.eos is None:
+            missing.append("eos")
         if missing:
             raise ValueError(
                 f"tokenizer lacks special tokens {missing} (use scalar.data.tokenizer.load_tokenizer)"
             )
+        self.head = [] if self.bos is None else [self.bos]
         if self.k < 1:
             raise ValueError(f"region_tokens must be >= 1, got {region_tokens}")
 
@@ -133,7 +135,7 @@ class Collator:
                 raise ValueError(
                     f"{_describe(s)}: {T.REGION} tokens do not match its visual prompts"
                 )
-            head = [self.bos, *p, self.sep]
+            head = [*self.head, *p, self.sep]
             row = head + t + [self.eos]
             if len(row) > self.max_length:
                 raise ValueError(
@@ -231,4 +233,5 @@ def row_lengths(collator: Collator, samples: list[Sample]) -> list[int]:
     """Length of the ``input_ids`` row each sample would give."""
     prompts = collator.encode([collator._prompt_text(s) for s in samples])
     targets = collator.encode([s.target for s in samples])
-    return [len(p) + len(t) + 3 for p, t in zip(prompts, targets)]
+    extra = len(collator.head) + 2  # bos (if the family has one), <sep> and eos
+    return [len(p) + len(t) + extra for p, t in zip(prompts, targets)]

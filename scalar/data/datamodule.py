@@ -129,6 +129,7 @@ class SceneDataModule(L.LightningDataModule):
         self.tasks = _plain(tasks)
         self.val_tasks = _plain(val_tasks) if val_tasks is not None else self.tasks
         self.tokenizer_path, self.tokenizer = tokenizer_path or llm_path, tokenizer
+        self.corpus_tokenizer_path = tokenizer_path  # trained here when missing, never an LLM's
         self.image_size, self.mean, self.std = int(image_size), tuple(mean), tuple(std)
         self.region_tokens, self.mask_size, self.max_length = region_tokens, mask_size, max_length
         self.box_format = box_format
@@ -180,9 +181,11 @@ class SceneDataModule(L.LightningDataModule):
             if root is None:
                 raise ValueError("data.synthetic needs a root (or data.root)")
             ensure_synthetic(root, opts)
-            if self.tokenizer is None and self.tokenizer_path:
+            if self.tokenizer is None and self.corpus_tokenizer_path:
                 ensure_tokenizer(
-                    self.tokenizer_path, lambda: self.read_corpora().values(), self.vocab_size
+                    self.corpus_tokenizer_path,
+                    lambda: self.read_corpora().values(),
+                    self.vocab_size,
                 )
 
     def _builder(self, train: bool, held_out: set[str]) -> TaskBuilder:

@@ -63,8 +63,14 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int =
 def load_tokenizer(path: str | Path):
     """Load a tokenizer from a local directory and make sure our special tokens exist.
 
-    Never downloads: a missing directory is one clear error naming it.
+    The family's own roles are kept (bos may be missing, as in Qwen2; bos, eos and unk may
+    be one token, as in GPT-2). ``<region>``, ``<box>``, ``<point>`` and ``<sep>`` are
+    added as special tokens that absorb the spaces around them (``lstrip``/``rstrip``), so
+    ``"<region> <region>"`` is two ids in every family; a missing eos gets ``</s>`` and a
+    missing pad reuses eos (padding is masked everywhere, so no new embedding row is
+    needed). Never downloads: a missing directory is one clear error naming it.
     """
+    from tokenizers import AddedToken
     from transformers import AutoTokenizer
 
     path = Path(path)
@@ -74,17 +80,20 @@ def load_tokenizer(path: str | Path):
             "`python -m scalar.data synth` or set model.tokenizer_path)"
         )
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, use_fast=True)
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(
+            f"{path}: no fast tokenizer (tokenizer.json); convert it with transformers"
+        )
     vocab = tok.get_vocab()
-    roles = {T.PAD: "pad_token", T.BOS: "bos_token", T.EOS: "eos_token", T.UNK: "unk_token"}
-    add: dict = {}
-    for token, role in roles.items():
-        # a role the tokenizer lacks (LLaMA has no pad token) gets ours; a role it fills
-        # with its own token keeps it, and ours is still added so every text encodes alike
-        if getattr(tok, role) is None:
-            add[role] = token
-    extra = [t for t in T.SPECIAL_TOKENS if t not in vocab and t not in add.values()]
+
+    def special(token: str):
+        return AddedToken(token, lstrip=True, rstrip=True, normalized=False, special=True)
+
+    if tok.eos_token is None:
+        tok.add_special_tokens({"eos_token": special(T.EOS)})
+    extra = [special(t) for t in T.SCALAR_TOKENS if t not in vocab]
     if extra:
-        add["additional_special_tokens"] = extra
-    if add:
-        tok.add_special_tokens(add)
+        tok.add_tokens(extra, special_tokens=True)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     return tok

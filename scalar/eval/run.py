@@ -121,6 +121,12 @@ def data_config(cfg: DictConfig, splits: list[str]) -> DictConfig:
 
 
 def load_weights(model, ckpt: dict, path: str) -> int:
+    """The checkpoint's ``model.*`` weights into ``model``, whose tokenizer must be the
+    checkpoint's (eval.py and predict go through here)."""
+    if getattr(model, "tokenizer", None) is not None:
+        from scalar.train.tokenizer_record import check_tokenizer
+
+        check_tokenizer(model.tokenizer, ckpt, path)
     state = ckpt.get("state_dict", ckpt)
     weights = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     if not weights:

@@ -12,6 +12,7 @@ import torch
 from scalar.model.bridge import QueryBridge
 from scalar.model.llm import build_llm, check_llm_path, set_offline
 from scalar.model.model import ScalarModel
+from scalar.model.new_tokens import NewTokenRows, new_token_ids
 from scalar.model.region import RegionPromptEncoder
 from scalar.model.spatial import SpatialDecoder
 from scalar.model.vision import VisionTower
@@ -44,7 +45,16 @@ def _load_tokenizer(tokenizer, tokenizer_path, llm_path):
 
 
 def check_weights(vision: Mapping, llm: Mapping) -> None:
-    """Fail fast, before building anything, on weights the config needs but cannot find."""
+    """Fail fast, before building anything, on weights the config needs but cannot find
+    (the LLM's first: its directory also holds the run's tokenizer)."""
+    path = llm.get("path")
+    if path is not None:
+        check_llm_path(path)
+    elif llm.get("require_weights"):
+        raise FileNotFoundError(
+            "this model needs pretrained LLM weights: set model.llm.path to a local Hugging "
+            "Face model directory (weights and tokenizer)"
+        )
     pre = vision.get("pretrained")
     if pre is not None and not Path(pre).is_file():
         raise FileNotFoundError(
@@ -54,15 +64,8 @@ def check_weights(vision: Mapping, llm: Mapping) -> None:
     if pre is None and vision.get("require_pretrained"):
         raise FileNotFoundError(
             f"vision tower {vision.get('name')!r} needs pretrained weights: set "
-            "model.vision.pretrained to a local open_clip checkpoint file"
-        )
-    path = llm.get("path")
-    if path is not None:
-        check_llm_path(path)
-    elif llm.get("require_weights"):
-        raise FileNotFoundError(
-            "this model needs pretrained LLM weights: set model.llm.path to a local Hugging "
-            "Face model directory (weights and tokenizer)"
+            "model.vision.pretrained to a local open_clip checkpoint file (or "
+            "model.vision.require_pretrained=false to train on a random tower)"
         )
 
 
@@ -88,7 +91,9 @@ def build_model(
     ``llm``: ``config`` (dict with model_type) and/or ``path`` (local HF directory),
     ``freeze``, ``lora``, ``gradient_checkpointing``, ``dtype``, ``require_weights``.
     ``region`` / ``spatial``: RegionPromptEncoder / SpatialDecoder kwargs except the dims.
-    ``trainable``: a ``set_trainable`` spec applied last.
+    ``trainable``: a ``set_trainable`` spec applied last; ``llm: auto`` is ``lora`` with
+    ``llm.lora``, else trainable unless ``llm.freeze``; ``new_tokens`` (default true) gives
+    a frozen or LoRA LLM trainable rows for the added tokens and eos (``NewTokenRows``).
     ``frozen_dtype`` (e.g. ``bfloat16``): cast the frozen parameters (and the buffers of
     wholly frozen modules) to it after ``trainable``; trainable ones stay as built (fp32
     master weights), and the optimizer only ever sees those.
@@ -102,6 +107,7 @@ def build_model(
         check_weights(vision, llm)
     tok = _load_tokenizer(tokenizer, tokenizer_path, llm.get("path"))
     llm_kwargs = {k: v for k, v in llm.items() if k != "require_weights"}
+    spec = resolve_trainable(_plain(trainable), llm_kwargs)
     ctx = torch.device("meta") if meta_device else nullcontext()
     with ctx:
         tower = VisionTower(**vision)
@@ -123,11 +129,34 @@ def build_model(
             contrastive_dim=contrastive_dim,
             concept_encoder=concept_encoder,
         )
-    if trainable:
-        model.set_trainable(_plain(trainable))
+        if spec and spec.get("new_tokens", True) and spec.get("llm") is not True:
+            attach_new_tokens(model)
+    if spec:
+        model.set_trainable(spec)
     if frozen_dtype:
         cast_frozen(model, frozen_dtype)
     return model
+
+
+def resolve_trainable(spec: Mapping, llm: Mapping) -> dict:
+    """``spec`` with ``llm: auto`` resolved; LoRA adapters that would stay frozen are an error."""
+    spec = dict(spec or {})
+    lora = bool(llm.get("lora"))
+    if spec.get("llm") == "auto":
+        spec["llm"] = "lora" if lora else not llm.get("freeze", True)
+    if lora and spec.get("llm") is False:
+        raise ValueError(
+            "model.llm.lora adds LoRA adapters but model.trainable.llm=false would freeze "
+            "them: set model.trainable.llm=lora (or auto)"
+        )
+    return spec
+
+
+def attach_new_tokens(model: ScalarModel) -> None:
+    """Give ``model`` trainable rows for the added tokens and eos (see ``NewTokenRows``)."""
+    lm = model.causal_lm
+    ids = new_token_ids(model.tokenizer)
+    model.new_tokens = NewTokenRows(ids, lm.get_input_embeddings(), lm.get_output_embeddings())
 
 
 def cast_frozen(model: torch.nn.Module, dtype: Any) -> int:

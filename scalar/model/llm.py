@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-DEFAULT_LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
+DEFAULT_LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "auto"}
 
 
 def set_offline() -> None:
@@ -123,15 +123,18 @@ def build_llm(
 
 
 def add_lora(model: nn.Module, lora: Mapping) -> nn.Module:
-    """Wrap ``model`` with LoRA adapters (``r``, ``alpha``, ``dropout``, ``target_modules``)."""
+    """Wrap ``model`` with LoRA adapters (``r``, ``alpha``, ``dropout``, ``target_modules``;
+    ``auto``: the family's preset, see :func:`scalar.model.families.lora_targets`)."""
     from peft import LoraConfig, get_peft_model
+
+    from scalar.model.families import lora_targets
 
     spec = {**DEFAULT_LORA, **dict(lora)}
     cfg = LoraConfig(
         r=int(spec["r"]),
         lora_alpha=float(spec["alpha"]),
         lora_dropout=float(spec["dropout"]),
-        target_modules=list(spec["target_modules"]),
+        target_modules=lora_targets(model, spec["target_modules"]),
         bias="none",
     )
     # get_peft_model freezes the base weights; the caller decides what else trains

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scalar import tokens as T
+from scalar.model.families import family_ids
 from scalar.model.llm import base_causal_lm, is_lora
 
 IGNORE = -100
-PARTS = ("vision", "bridge", "llm", "region", "spatial", "contrastive")
+PARTS = ("vision", "bridge", "llm", "region", "spatial", "contrastive", "new_tokens")
 
 
 class ScalarModel(nn.Module):
@@ -47,6 +48,7 @@ class ScalarModel(nn.Module):
         self.vision, self.bridge, self.llm = vision, bridge, llm
         self.region, self.spatial = region, spatial
         self.tokenizer = tokenizer
+        self.new_tokens = None  # scalar.model.new_tokens.NewTokenRows when the LLM is frozen
         self.concept_encoder = concept_encoder
         self.hidden_size = base_causal_lm(llm).get_input_embeddings().embedding_dim
         self.region_tokens = int(region.num_tokens)
@@ -66,10 +68,10 @@ class ScalarModel(nn.Module):
             ids["point"],
             ids["sep"],
         )
-        self.eos_id, self.pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-        self.bos_id = tokenizer.bos_token_id
+        self.eos_id, self.pad_id, self.bos_id = family_ids(tokenizer)
         ids_ = (self.region_id, self.sep_id, self.bos_id, self.pad_id)
-        self.prompt_only_ids = tuple(i for i in ids_ if i is not None)  # never in an answer
+        # never in an answer; the eos ends every answer even where bos or pad is the same id
+        self.prompt_only_ids = tuple(i for i in ids_ if i is not None and i != self.eos_id)
 
     # ----------------------------------------------------------------- building blocks
     @property
@@ -77,12 +79,16 @@ class ScalarModel(nn.Module):
         return base_causal_lm(self.llm)
 
     def embed_tokens(self, ids: Tensor) -> Tensor:
-        return self.causal_lm.get_input_embeddings()(ids)
+        embeds = self.causal_lm.get_input_embeddings()(ids)
+        return embeds if self.new_tokens is None else self.new_tokens(ids, embeds)
 
     def lm_logits(self, hidden: Tensor) -> Tensor:
         """Next-token logits; tokens that only ever appear in prompts (``<region>``,
         ``<sep>``, ``<s>``, ``<pad>``) get -1e4, so no answer (greedy or sampled) has them."""
-        logits = self.causal_lm.get_output_embeddings()(hidden)
+        head = self.causal_lm.get_output_embeddings()
+        logits = head(hidden)
+        if self.new_tokens is not None:
+            logits = self.new_tokens(None, logits, hidden, head)
         index = torch.tensor(self.prompt_only_ids, device=logits.device)
         return logits.index_fill(-1, index[index < logits.shape[-1]], -1e4)
 
@@ -263,6 +269,8 @@ class ScalarModel(nn.Module):
             raise ValueError(f"unknown model part {part!r} (parts: {', '.join(PARTS)})")
         if part == "contrastive":
             return [self.region_proj, self.concept_proj, self.concept_query]
+        if part == "new_tokens":  # trainable rows of the added tokens (frozen / LoRA LLM)
+            return [] if self.new_tokens is None else [self.new_tokens]
         return [getattr(self, part)]
 
     def set_trainable(self, spec: Mapping[str, bool | str]) -> None:

@@ -91,7 +91,8 @@ class VisionTower(nn.Module):
         elif require_pretrained and device.type != "meta":
             raise FileNotFoundError(
                 f"vision tower {name!r} needs pretrained weights: set model.vision.pretrained "
-                "to a local open_clip checkpoint file"
+                "to a local open_clip checkpoint file (or model.vision.require_pretrained=false "
+                "to train on a random tower)"
             )
         if open_clip.get_model_config(name) is None:
             raise ValueError(
@@ -101,11 +102,15 @@ class VisionTower(nn.Module):
         force_pp = {k: tuple(v) for k, v in (("mean", mean), ("std", std)) if v is not None}
         clip = open_clip.create_model(
             name,
-            pretrained=str(pretrained) if pretrained is not None else None,
+            pretrained=None,  # loaded below: a file that does not fit is one clear error
             device=device,
             force_image_size=image_size,
             force_preprocess_cfg=force_pp or None,
         )
+        if pretrained is not None:
+            from scalar.model.vision_weights import load_tower_weights
+
+            load_tower_weights(clip, pretrained, name)
         visual = clip.visual
         del clip  # keep only the image tower
         self.name, self.kind = name, _kind(visual)

@@ -69,12 +69,17 @@ class RngState(Callback):
 
 
 class RunInfo(Callback):
-    """Adds ``checkpoint['scalar']``: resolved config, package versions, W&B run id."""
+    """Adds ``checkpoint['scalar']``: resolved config, package versions, W&B run id and the
+    tokenizer's record (``scalar.train.tokenizer_record``)."""
 
     def __init__(
-        self, config: dict[str, Any] | None = None, versions: dict[str, Any] | None = None
+        self,
+        config: dict[str, Any] | None = None,
+        versions: dict[str, Any] | None = None,
+        tokenizer: dict[str, Any] | None = None,
     ):
         self.config, self.versions = config or {}, versions or {}
+        self.tokenizer = tokenizer  # scalar.train.tokenizer_record.fingerprint of the run's
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
@@ -83,6 +88,7 @@ class RunInfo(Callback):
             "config": self.config,
             "versions": self.versions,
             "wandb_run_id": wandb_run_id(trainer),
+            "tokenizer": self.tokenizer,
         }
 
 

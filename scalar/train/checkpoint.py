@@ -260,6 +260,10 @@ def load_model_weights(model: torch.nn.Module, path: str | Path, prefix: str = "
     Missing or unexpected keys are a :class:`UserError` listing a few of them.
     """
     ckpt = load_checkpoint_file(path)
+    if getattr(model, "tokenizer", None) is not None:
+        from scalar.train.tokenizer_record import check_tokenizer
+
+        check_tokenizer(model.tokenizer, ckpt, str(path), "init_from")
     state = ckpt.get("state_dict", ckpt)
     weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not weights:

@@ -31,6 +31,7 @@ from scalar.train.interrupt import Interrupt
 from scalar.train.lineage import resolve_resume
 from scalar.train.resume import make_resumable
 from scalar.train.strategies import recompute_once
+from scalar.train.tokenizer_record import fingerprint, save_tokenizer, share_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ def build_module(cfg: DictConfig, datamodule: Any = None, init: bool = True) -> 
     model = instantiate(cfg.model)
     if datamodule is not None:
         _check_preprocess(model, datamodule)
+        share_tokenizer(model, datamodule)  # the data is tokenized with the model's tokenizer
     optimizer, scheduler = build_optim(cfg)
     module = instantiate(cfg.stage.module)(
         model=model, loss=instantiate(cfg.loss), optimizer=optimizer, scheduler=scheduler
@@ -169,7 +171,9 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     env = environment(cfg.paths.root_dir, int(cfg.seed))
     loggers = _objects(cfg.get("logger"))
     callbacks = _objects(cfg.get("callbacks"))
-    callbacks += [RunInfo(config, env["versions"]), RngState(), Interrupt()]
+    tokenizer = getattr(model, "tokenizer", None)
+    record = fingerprint(tokenizer) if tokenizer is not None else None
+    callbacks += [RunInfo(config, env["versions"], tokenizer=record), RngState(), Interrupt()]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     if recompute_once(trainer.strategy, model):
         log.info("the strategy checkpoints the LLM blocks: transformers' own checkpointing is off")
@@ -265,6 +269,8 @@ def _train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         OmegaConf.save(OmegaConf.create(parts["config"]), run_dir / "config.yaml")
         write_json(run_dir / "env.json", parts["env"])
+        if getattr(module.model, "tokenizer", None) is not None:
+            save_tokenizer(module.model.tokenizer, run_dir)
     for logger in trainer.loggers:
         logger.log_hyperparams(parts["config"])
 

@@ -94,17 +94,18 @@ def test_foreign_directory_gets_our_special_tokens(tmp_path):
     tok = load_tokenizer(tmp_path)
     vocab = tok.get_vocab()
     assert T.REGION not in _foreign_vocab(tmp_path)
-    missing = [t for t in T.SPECIAL_TOKENS if t not in vocab]
+    missing = [t for t in T.SCALAR_TOKENS if t not in vocab]
     assert missing == [], f"load_tokenizer left out {missing}"
-    ids = {t: tok.convert_tokens_to_ids(t) for t in T.SPECIAL_TOKENS}
-    assert len(set(ids.values())) == len(T.SPECIAL_TOKENS)
-    assert tok.unk_token_id not in {ids[t] for t in T.SPECIAL_TOKENS if t != T.UNK}
+    assert tok.eos_token == T.EOS  # the foreign tokenizer had none: ours is its eos
+    assert tok.pad_token == "[PAD]" and tok.bos_token is None  # its own roles stay
+    ids = {t: tok.convert_tokens_to_ids(t) for t in [*T.SCALAR_TOKENS, T.EOS]}
+    assert len(set(ids.values())) == len(ids)
+    assert tok.unk_token_id not in ids.values()
     text = f"the cat {T.REGION} is on {T.BOX} mat {T.SEP}"
     got = tok(text, add_special_tokens=False)["input_ids"]
     assert got.count(ids[T.REGION]) == 1 and got.count(ids[T.BOX]) == 1
     assert got.count(ids[T.SEP]) == 1
     assert tok.convert_tokens_to_ids("cat") == 3  # the original vocabulary is untouched
-    assert tok.pad_token is not None
 
 
 def test_missing_directory_names_it(tmp_path):

@@ -31,7 +31,9 @@ def _numel(module):
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("name", ["tiny", "vicuna7b", "hf_local"])
+@pytest.mark.parametrize(
+    "name", ["tiny", "vicuna7b", "hf_local", "hf_tiny", "qwen2_7b", "opt_6_7b"]
+)
 def test_every_config_key_is_commented(name):
     for line in (CONF / f"{name}.yaml").read_text().splitlines():
         if re.match(r"^\s*[A-Za-z_]+:", line):
@@ -111,6 +113,7 @@ def test_hf_local_loads_weights_and_tokenizer_from_a_directory(tmp_path, tokeniz
             "image_size": 64,
             "feature_layer": 2,
             "pos_embed": "sincos",
+            "require_pretrained": False,  # hf_local refuses a random tower unless told
         },
         "bridge": {"num_queries": 4, "dim": 32, "num_heads": 2, "num_layers": 1},
         "spatial": {"dim": 32, "num_heads": 2},

@@ -80,7 +80,9 @@ def test_fsdp_bf16_layout_frozen_towers_in_bf16_units_trainable_parts_fp32(tiny_
         assert by_kind["AlignModule"] == {"torch.bfloat16"}  # root: embeddings, head, stems
         assert all(by_kind[k] == {"torch.bfloat16"} for k in BLOCKS)
         assert all(by_kind[k] == {"torch.float32"} for k in TRAINABLE)
-        assert set(by_kind) == {"AlignModule"} | BLOCKS | TRAINABLE
+        # the frozen LLM's trainable rows of the added tokens (model.trainable.new_tokens)
+        assert by_kind["NewTokenRows"] == {"torch.float32"}
+        assert set(by_kind) == {"AlignModule", "NewTokenRows"} | BLOCKS | TRAINABLE
         blocks = [u["inner"] for u in units if u["inner"] in BLOCKS]
         assert sorted(layout["checkpointed"]) == sorted(blocks)  # every block recomputed
         assert (

@@ -111,6 +111,7 @@ def test_fsdp_units_of_the_vicuna7b_model_built_on_meta(tiny_corpus):
     assert len(kinds.pop("ResidualAttentionBlock")) == 23  # ViT-L/14 up to the penultimate
     assert {k: len(v) for k, v in kinds.items()} == {
         "QueryBridge": 1, "RegionPromptEncoder": 1, "SpatialDecoder": 1, "Linear": 3,
+        "NewTokenRows": 1,  # the frozen LLM's trainable rows of the added tokens
     }  # fmt: skip
     inside = {id(p) for u in units for p in u.parameters()}
     for u in units:

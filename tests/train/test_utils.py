@@ -152,7 +152,10 @@ def test_warmup_cosine_factor_hand_values():
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["model=nope"], "unknown model 'nope'; valid names: hf_local, tiny, vicuna7b"),
+        (
+            ["model=nope"],
+            "unknown model 'nope'; valid names: hf_local, hf_tiny, opt_6_7b, qwen2_7b, tiny, vicuna7b",
+        ),
         (["-m", "loss=align,nada"], "unknown loss 'nada'"),
         (["trainer=gpu", "optim.lrr=1"], "error: Could not override 'optim.lrr'"),
         (["seed=[1"], "error: bad override"),
