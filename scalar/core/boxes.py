@@ -11,7 +11,7 @@ import re
 import torch
 from torch import Tensor
 
-from scalar.tokens import COORD_BINS
+from scalar.core.tokens import COORD_BINS
 
 _EPS = 1e-7
 _MAX_INT = COORD_BINS - 1

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scalar import tokens as T
+from scalar.core import tokens as T
 from scalar.data.chains import LEVEL_INDEX
 from scalar.data.sample import PROMPT_KINDS, Sample, VisualPrompt
 

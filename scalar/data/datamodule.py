@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from scalar.core.config import plain
 from scalar.data.collate import Collator, row_lengths
 from scalar.data.dataset import MixtureSampler, SampleDataset, image_keys
 from scalar.data.evalset import EvalCollate, eval_dataset
@@ -41,21 +42,10 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def _plain(x: Any) -> Any:
-    """OmegaConf containers -> Python ones (leaves instantiated objects alone)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover
-        return x
-    if isinstance(x, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(x, resolve=True)
-    return x
-
-
 class MixtureLoader(DataLoader):
     """A DataLoader whose state is its ``MixtureSampler``'s (Lightning saves and restores it):
     the resumable loader of the task mixture (other loaders are made resumable by
-    :class:`scalar.train.resume.ResumableLoader`)."""
+    :class:`scalar.data.resume.ResumableLoader`)."""
 
     def state_dict(self) -> dict:
         return self.sampler.state_dict()
@@ -124,10 +114,10 @@ class SceneDataModule(L.LightningDataModule):
                 f"({batch_size}): a batch holds whole groups of prompts of one image"
             )
         self.group_size = int(group_size)
-        plain = dict(_plain(corpora))  # a split set to null is disabled (as if removed)
-        self.corpora_spec = {k: v for k, v in plain.items() if v is not None}
-        self.tasks = _plain(tasks)
-        self.val_tasks = _plain(val_tasks) if val_tasks is not None else self.tasks
+        corpora = dict(plain(corpora))  # a split set to null is disabled (as if removed)
+        self.corpora_spec = {k: v for k, v in corpora.items() if v is not None}
+        self.tasks = plain(tasks)
+        self.val_tasks = plain(val_tasks) if val_tasks is not None else self.tasks
         self.tokenizer_path, self.tokenizer = tokenizer_path or llm_path, tokenizer
         self.corpus_tokenizer_path = tokenizer_path  # trained here when missing, never an LLM's
         self.image_size, self.mean, self.std = int(image_size), tuple(mean), tuple(std)
@@ -140,13 +130,13 @@ class SceneDataModule(L.LightningDataModule):
         self.prompt_kinds = tuple(prompt_kinds)
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
-        self.synthetic = dict(_plain(synthetic)) if synthetic else None
-        self.max_samples = dict(_plain(max_samples_per_split) or {})
+        self.synthetic = dict(plain(synthetic)) if synthetic else None
+        self.max_samples = dict(plain(max_samples_per_split) or {})
         self.samples_per_epoch = samples_per_epoch
         self.val_splits, self.test_splits = list(val_splits), list(test_splits)
         self.predict_splits = list(predict_splits) if predict_splits else list(test_splits)
         self.max_spatial_pairs = max_spatial_pairs
-        self.ref_kinds_file, self.held_out_spec = ref_kinds_file, _plain(held_out_categories)
+        self.ref_kinds_file, self.held_out_spec = ref_kinds_file, plain(held_out_categories)
         self.vocab_size, self.root = tokenizer_vocab_size, root
         self.streaming = str(streaming) if streaming else None  # shard folder (scalar.data.shards)
         self.source = {"root": root, "dataset": dataset, "split_by": split_by,
@@ -208,7 +198,7 @@ class SceneDataModule(L.LightningDataModule):
         if self.tokenizer is None:
             if not self.tokenizer_path:
                 raise ValueError("no tokenizer: set data.tokenizer_path (or model.llm.path)")
-            from scalar.data.tokenizer import load_tokenizer
+            from scalar.core.tokenizer import load_tokenizer
 
             self.tokenizer = load_tokenizer(self.tokenizer_path)
         collator = Collator(self.tokenizer, self.region_tokens, self.mask_size, self.max_length)

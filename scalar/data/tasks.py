@@ -13,7 +13,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 
-from scalar import tokens as T
+from scalar.core import tokens as T
+from scalar.core.boxes import boxes_to_text
 from scalar.data.chains import (
     ChainLevel,
     article,
@@ -26,7 +27,6 @@ from scalar.data.chains import (
 )
 from scalar.data.sample import PROMPT_KINDS, Sample, VisualPrompt
 from scalar.data.scene import Box, ImageInfo, Object, Scene
-from scalar.model.boxes import boxes_to_text
 
 PROMPTS = {
     "rec": "where is {expression}?",

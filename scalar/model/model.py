@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scalar import tokens as T
+from scalar.core import tokens as T
 from scalar.model.families import family_ids
 from scalar.model.llm import base_causal_lm, is_lora
 

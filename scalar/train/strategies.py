@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-from scalar.train.checkpoint import UserError
+from scalar.core.errors import UserError
 
 
 def import_class(path: str) -> type:

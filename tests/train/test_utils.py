@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from scalar.train import resume
-from scalar.train.batch import row_image, rows_by_task, select_rows
+from scalar.core.batch import row_image, rows_by_task, select_rows
+from scalar.data import resume
+from scalar.data.resume import ResumableLoader, make_resumable
 from scalar.train.cli import check_overrides
-from scalar.train.resume import ResumableLoader, make_resumable
 from scalar.train.schedule import warmup_cosine_factor
 from tests.conftest import CONF
 
@@ -95,7 +95,7 @@ def test_resumable_loader_shards_ranks(monkeypatch):
     data = list(range(10))
     shards = []
     for rank in range(3):
-        monkeypatch.setattr(resume, "_rank_world", lambda r=rank: (r, 3))
+        monkeypatch.setattr(resume, "rank_world", lambda r=rank: (r, 3))
         loader = ResumableLoader(
             data, batch_size=2, collate_fn=torch.tensor, seed=1, drop_last=False
         )
