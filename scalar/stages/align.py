@@ -21,8 +21,8 @@ from scalar.core.batch import row_image, rows_by_task, select_rows
 from scalar.core.config import plain
 from scalar.core.pictures import draw_boxes, image_for_sample, same_size, wandb_boxes
 from scalar.metrics import CaptionCIDEr, RecAccuracy, TextAccuracy
+from scalar.stages.clipping import clip_gradients
 from scalar.stages.nan_guard import NAN_POLICIES, NanGuard, NonFiniteLossError, sample_ids
-from scalar.train.strategies import clip_gradients
 
 log = logging.getLogger(__name__)
 
