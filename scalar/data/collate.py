@@ -1,4 +1,4 @@
-"""Samples (with decoded images) -> the batch dict of ``scalar.data.sample``'s contract.
+"""Samples (with decoded images) -> the batch dict of the contract in ``scalar.core.batch``.
 
 Row ``b`` of ``input_ids`` is ``bos prompt <sep> target eos`` with the tokenizer's own
 bos (none for families without one, e.g. Qwen2) and eos; each ``<region>`` of the
