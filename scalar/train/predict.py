@@ -1,8 +1,8 @@
 """Ask a checkpoint about one image: prints the answer (and boxes in pixels), saves a picture.
 
-    python -m scalar.train.predict ckpt=<file|run folder|last> image=<file> prompt="where is the red circle?"
-    python -m scalar.train.predict ckpt=... image=... prompt="what is <region>?" box=[10,20,60,80]
-    python -m scalar.train.predict ckpt=... image=... prompt="describe <region>." point=[40,52]
+    python predict.py ckpt=<file|run folder|last> image=<file> prompt="where is the red circle?"
+    python predict.py ckpt=... image=... prompt="what is <region>?" box=[10,20,60,80]
+    python predict.py ckpt=... image=... prompt="describe <region>." point=[40,52]
 
 ``image``, ``prompt``, ``box``, ``point`` and ``out`` are short for ``predict.<key>``;
 other ``conf/eval.yaml`` keys (``max_new_tokens=...``, ``model.*``) work as in eval.py.
@@ -158,7 +158,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"box {k} ({fmt}, xyxy pixels): [{', '.join(f'{v:.1f}' for v in box)}]")
     print(f"picture: {result['picture']}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
