@@ -88,7 +88,7 @@ class Collator:
             missing.append("eos")
         if missing:
             raise ValueError(
-                f"tokenizer lacks special tokens {missing} (use scalar.data.tokenizer.load_tokenizer)"
+                f"tokenizer lacks special tokens {missing} (use scalar.core.tokenizer.load_tokenizer)"
             )
         self.head = [] if self.bos is None else [self.bos]
         if self.k < 1:
