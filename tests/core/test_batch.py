@@ -56,3 +56,27 @@ def test_rows_by_task():
 
     samples = [S("rec"), S("chain"), S("caption"), S("rec")]
     assert rows_by_task(samples, ("rec", "caption")) == {"rec": [0, 3], "caption": [2]}
+
+
+def _contract_keys() -> set[str]:
+    import re
+
+    import scalar.core.batch as contract
+
+    pattern = r"^(\w+)\s+(?:Float|Long|Bool)Tensor|^(\w+)\s+list\["
+    found = re.findall(pattern, contract.__doc__, flags=re.M)
+    return {a or b for a, b in found}
+
+
+def test_design_page_lists_the_keys_of_the_contract():
+    """docs/design.md's table and the contract's docstring name the same keys."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "design.md").read_text()
+    section = page.split("## The batch contract", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    documented = {key for cell in rows for key in re.findall(r"`(\w+)`", cell)}
+    keys = _contract_keys()
+    assert len(keys) >= 20 and "concept_attention_mask" in keys and "prompt_input_ids" in keys
+    assert documented == keys
