@@ -117,7 +117,7 @@ def data_config(cfg: DictConfig, splits: list[str]) -> DictConfig:
     with open_dict(cfg):
         data._target_ = f"{EvalDataModule.__module__}.EvalDataModule"
         data.corpora = {s: data.corpora[s] for s in splits}
-        data.val_splits, data.test_splits, data.predict_splits = splits, splits, splits
+        data.splits.val, data.splits.test, data.splits.predict = splits, splits, splits
     return data
 
 

@@ -100,7 +100,12 @@ def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
     load_weights(model, ckpt, path)
     del ckpt
     vision = cfg.model.vision
-    mask_size = int((saved.get("data") or {}).get("mask_size") or cfg.data.get("mask_size", 16))
+    saved_data = saved.get("data") or {}
+    mask_size = int(
+        (saved_data.get("encoding") or {}).get("mask_size")
+        or saved_data.get("mask_size")  # a checkpoint of before the data.encoding group
+        or cfg.data.encoding.mask_size
+    )
     collate = Collator(model.tokenizer, model.region_tokens, mask_size)
     image = load_image(
         sample.image.path, int(vision.image_size), list(vision.mean), list(vision.std)
