@@ -146,7 +146,7 @@ def wandb_tables(
     predicted, true and visual-prompt boxes in the ``picture`` column."""
     from lightning.pytorch.loggers import WandbLogger
 
-    from scalar.train.pictures import wandb_thumbnail
+    from scalar.core.pictures import wandb_thumbnail
 
     columns = ["id", "picture", "image", "prompt", "output", "boxes", "truth", "score"]
     n = 0
@@ -174,7 +174,7 @@ def wandb_pictures(loggers, paths) -> int:
     from lightning.pytorch.loggers import WandbLogger
     from PIL import Image
 
-    from scalar.train.pictures import same_size
+    from scalar.core.pictures import same_size
 
     wandb_loggers = [lg for lg in loggers or [] if isinstance(lg, WandbLogger)]
     by_key: dict[str, list[Path]] = {}

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scalar.core.boxes import aligned_iou, box_iou
 from scalar.metrics.keyed import KeyedRecordMetric, grouped, groups_of, metas_or_none
 from scalar.metrics.text import normalize_answer
-from scalar.model.boxes import aligned_iou, box_iou
 
 THRESHOLDS = (0.5, 0.75, 0.9)
 _NUM = r"\s*-?\d+(?:\.\d+)?\s*"

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scalar.core.boxes import aligned_iou
 from scalar.metrics.base import RecordMetric, group_keys, grouped_mean
-from scalar.model.boxes import aligned_iou
 
 
 class RecAccuracy(RecordMetric):

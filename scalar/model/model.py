@@ -3,7 +3,7 @@
 Text sequences are ``[soft prefix (bridge queries), text tokens]``; every ``<region>``
 token's input embedding is replaced by the region encoder's tokens (K per visual prompt)
 and every ``<box>``/``<point>`` trigger's final hidden state queries the spatial decoder
-over the patch tokens of its image. See ``scalar.data.sample`` for the batch contract.
+over the patch tokens of its image. See ``scalar.core.batch`` for the batch contract.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scalar import tokens as T
+from scalar.core import tokens as T
 from scalar.model.families import family_ids
 from scalar.model.llm import base_causal_lm, is_lora
 

@@ -5,7 +5,7 @@ many: metrics keep per-sample records keyed by ``(split, dataset index)`` and ga
 them across ranks, so a distributed sampler's padded duplicates count once. After the
 epoch, ``results`` (``{split: {task: metrics}}``), ``predictions``
 (``{split: {task: [record, ...]}}``), ``skipped`` and ``unavailable`` hold everything
-the run writes (see ``scalar.eval.run``).
+the run writes (see ``scalar.train.evaluate``).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import lightning as L
 import torch
 from torch import nn
 
+from scalar.core.batch import row_image, rows_by_task, select_rows
+from scalar.core.pictures import draw_boxes, image_for_sample
 from scalar.eval.predictions import prediction_record, true_objects
 from scalar.metrics.captions_full import CaptionScores
 from scalar.metrics.classification import ClassificationAccuracy
 from scalar.metrics.grounding import THRESHOLDS, GroundedPR, RecBoxMetrics, mentions
 from scalar.metrics.keyed import KeyedRecordMetric
 from scalar.metrics.spatial_qa import SpatialQAMetrics
-from scalar.train.batch import row_image, rows_by_task, select_rows
-from scalar.train.pictures import draw_boxes, image_for_sample
 
 log = logging.getLogger(__name__)
 TASKS = ("rec", "roc", "caption", "spatial_qa", "grounded")
@@ -55,7 +55,7 @@ class EvalModule(L.LightningModule):
         iou_thresholds: REC accuracies reported.
         meteor / spice: compute these caption scores when possible (see captions_full).
         pictures: predicted (red) vs true (green) boxes drawn per split and drawn task, with
-            the prompt, the answer and the IoU (see ``scalar.train.pictures``).
+            the prompt, the answer and the IoU (see ``scalar.core.pictures``).
         picture_dir: folder holding ``pictures/`` (default: ``trainer.default_root_dir``).
         image_mean / image_std: de-normalise batch images when the file is unreadable.
     """

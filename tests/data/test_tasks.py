@@ -5,10 +5,10 @@ import re
 
 import pytest
 
+from scalar.core.boxes import parse_box_text
 from scalar.data.scene import ImageInfo, Object, RefExpr, Region, Relation, Scene
 from scalar.data.tasks import PROMPTS, TaskBuilder
 from scalar.data.tasks_spatial import SPATIAL_PROMPTS
-from scalar.model.boxes import parse_box_text
 
 W, H = 200, 100
 A_BOX, B_BOX, C_BOX = (

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from scalar.core.errors import UserError
 from scalar.eval.predictions import read_jsonl
-from scalar.eval.run import evaluate
 from scalar.metrics.captions_full import caption_scores
-from scalar.train.checkpoint import UserError
+from scalar.train.evaluate import evaluate
 from tests.conftest import ROOT
 from tests.eval.conftest import eval_args
 
@@ -142,7 +142,7 @@ def test_predict_cli_prints_answer_and_saves_picture(
 ):
     from PIL import Image
 
-    from scalar.eval.predict import main
+    from scalar.train.predict import main
 
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     image = sorted((tiny_corpus / "synthetic" / "images").glob("*.png"))[0]

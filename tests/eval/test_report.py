@@ -8,7 +8,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import OmegaConf
 
 from scalar.eval.report import results_markdown, wandb_tables
-from scalar.eval.run import model_config
+from scalar.train.evaluate import model_config
 
 RESULTS = {
     "checkpoint": "run/checkpoints/last.ckpt",

@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from scalar.train.checkpoint import UserError
+from scalar.core.errors import UserError
 from scalar.train.strategies import UniformDtypeWrapPolicy
 from tests.conftest import compose_train
 

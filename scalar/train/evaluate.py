@@ -18,6 +18,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from scalar.core.io import write_json
 from scalar.eval.data import EvalDataModule
 from scalar.eval.predictions import write_predictions
 from scalar.eval.report import (
@@ -37,7 +38,7 @@ from scalar.train.checkpoint import (
     resolve_ckpt_path,
 )
 from scalar.train.env import environment
-from scalar.train.run import _objects, wandb_sweep_names, write_json
+from scalar.train.run import _objects, wandb_sweep_names
 
 log = logging.getLogger(__name__)
 SCENE_DATAMODULE = "scalar.data.datamodule.SceneDataModule"
