@@ -40,9 +40,7 @@ def deprecations_from_scalar(config):
 
     def record(message, category, filename, lineno, file=None, line=None):
         stack = traceback.extract_stack()
-        if issubclass(category, CATEGORIES) and any(
-            f.filename.startswith(PACKAGE) for f in stack
-        ):
+        if issubclass(category, CATEGORIES) and any(f.filename.startswith(PACKAGE) for f in stack):
             ours = next(f for f in reversed(stack) if f.filename.startswith(PACKAGE))
             found.append(f"{category.__name__}: {message} ({filename}:{lineno}; from "
                          f"{Path(ours.filename).name}:{ours.lineno})")  # fmt: skip

@@ -138,7 +138,9 @@ def results_markdown(results: dict[str, Any]) -> str:
         rows = [(s, by_task.get(task, {})) for s, by_task in results["splits"].items()]
         main = list(
             dict.fromkeys(
-                k for _, v in rows for k in v
+                k
+                for _, v in rows
+                for k in v
                 if k != "ci95" and ("/" not in k or k.startswith(("qual/", "quant/")))
             )
         )

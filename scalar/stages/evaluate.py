@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from scalar.eval.predictions import prediction_record, true_objects
-from scalar.metrics.captions_full import CaptionScores
 from scalar.metrics.bootstrap import metric_intervals
+from scalar.metrics.captions_full import CaptionScores
 from scalar.metrics.classification import ClassificationAccuracy
 from scalar.metrics.grounding import THRESHOLDS, GroundedPR, RecBoxMetrics, mentions
 from scalar.metrics.keyed import KeyedRecordMetric
@@ -88,7 +88,8 @@ class EvalModule(L.LightningModule):
         self.meteor, self.spice = bool(meteor), bool(spice)
         self.pictures, self.picture_dir = int(pictures), picture_dir
         self.image_mean, self.image_std = image_mean, image_std
-        self.bootstrap_resamples, self.bootstrap_seed = int(bootstrap_resamples), int(bootstrap_seed)
+        self.bootstrap_resamples = int(bootstrap_resamples)
+        self.bootstrap_seed = int(bootstrap_seed)
         self._state: dict[str, dict[str, Any]] = {}
         self._drawn: dict[tuple[str, str], int] = {}
         self._counts: dict[str, int] = {}

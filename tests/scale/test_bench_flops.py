@@ -12,6 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from meter import flop_counter  # noqa: E402
+
 from train import compose, llm_flops  # noqa: E402
 
 
