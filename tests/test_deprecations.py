@@ -132,3 +132,17 @@ def test_the_cache_keyword_follows_the_forward_signature(decoder, name):
 
     assert cache_argument(decoder()) == name
     assert cache_argument(Wrapper(Wrapper(decoder()))) == name
+
+
+def test_the_decoder_stack_is_found_when_get_decoder_returns_none():
+    """transformers 4.56.0's generic ``get_decoder`` gives None on LlamaForCausalLM."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from scalar.model.llm import decoder_stack
+
+    cfg = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, vocab_size=20)  # fmt: skip
+    lm = LlamaForCausalLM(cfg)
+    assert decoder_stack(lm) is lm.model
+    lm.get_decoder = lambda: None
+    assert decoder_stack(lm) is lm.model

@@ -146,13 +146,22 @@ def _cache_name(forward) -> str | None:
     return next((n for n in ("cache", "past_key_values") if n in params), None)
 
 
+def decoder_stack(causal_lm: nn.Module) -> nn.Module:
+    """The decoder stack under the LM head (``LlamaForCausalLM.model``): ``get_decoder()``,
+    else the base model (transformers 4.56.0's generic ``get_decoder`` returns None)."""
+    decoder = causal_lm.get_decoder()
+    return decoder if decoder is not None else causal_lm.base_model
+
+
 def cache_argument(decoder: nn.Module) -> str:
     """The keyword of ``decoder.forward`` (and field of its output) holding the KV cache:
     ``cache`` in current transformers, ``past_key_values`` before (deprecated since 5.x).
     Wrappers whose forward takes ``**kwargs`` (FSDP, DDP) are looked through."""
     module = decoder
-    while (name := _cache_name(type(module).forward)) is None and hasattr(module, "module"):
-        module = module.module
+    while (name := _cache_name(type(module).forward)) is None:
+        module = getattr(module, "module", None)
+        if not isinstance(module, nn.Module):
+            break
     return name or "past_key_values"
 
 

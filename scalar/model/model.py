@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scalar import tokens as T
-from scalar.model.llm import base_causal_lm, cache_argument, is_lora
+from scalar.model.llm import base_causal_lm, cache_argument, decoder_stack, is_lora
 
 IGNORE = -100
 PARTS = ("vision", "bridge", "llm", "region", "spatial", "contrastive")
@@ -90,7 +90,7 @@ class ScalarModel(nn.Module):
         self, embeds: Tensor, mask: Tensor, position_ids: Tensor, past=None, use_cache=False
     ):
         """Run the LLM's decoder stack: ``(last hidden state [B, L, H], cache)``."""
-        decoder = self.causal_lm.get_decoder()
+        decoder = decoder_stack(self.causal_lm)
         name = cache_argument(decoder)  # ``cache`` or, before transformers 5.x, past_key_values
         out = decoder(
             inputs_embeds=embeds,
