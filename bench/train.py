@@ -35,7 +35,8 @@ products, 2x the forward. Activation checkpointing adds one more forward of the
 checkpointed part. ``bench/meter.py``'s ``flop_counter`` is FlopCounterMode plus the
 fused CPU kernel that torch leaves uncounted, so both implementations count on CPU and
 CUDA alike; on tiny shapes ``tests/scale`` checks this formula against it, per
-implementation.
+implementation. Left out: the rotary-angle product (2 x d_head/2 x T per forward, a matmul
+in transformers 4.x only) and elementwise work, which the counter does not count either.
 """
 
 from __future__ import annotations

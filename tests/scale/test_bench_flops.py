@@ -16,6 +16,13 @@ from meter import flop_counter  # noqa: E402
 from train import compose, llm_flops  # noqa: E402
 
 
+def _rope(counter) -> int:
+    """FLOPs of the rotary-angle product (``inv_freq @ positions``, 2 x d_head/2 x T once per
+    forward), a matmul in transformers 4.x and not in 5.x; the formula leaves it out."""
+    counts = counter.get_flop_counts()
+    return sum(sum(v.values()) for k, v in counts.items() if k.endswith(".rotary_emb"))
+
+
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("mode", ["trainable", "input_grad", "none"])
 def test_llm_formula_matches_flop_counter(mode: str, attn: str):
@@ -33,12 +40,12 @@ def test_llm_formula_matches_flop_counter(mode: str, attn: str):
     counter = flop_counter()
     with counter:
         logits = model(inputs_embeds=embeds).logits
-        forward = counter.get_total_flops()
+        forward = counter.get_total_flops() - _rope(counter)
         if mode != "none":
             logits.sum().backward()
     want = llm_flops(h, inter, layers, vocab, t, mode, attn=attn)
     assert forward == want["forward"]
-    assert counter.get_total_flops() == want["forward"] + want["backward"]
+    assert counter.get_total_flops() - _rope(counter) == want["forward"] + want["backward"]
     # the attention terms by hand: forward 2 products of 2 T^2 h per layer, backward 5 or 4
     dense = llm_flops(h, inter, layers, vocab, 1, mode, attn=attn)  # T=1: T^2 = T
     assert want["forward"] - t * (dense["forward"] - 4 * layers * h) == 4 * layers * t * t * h
