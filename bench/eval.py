@@ -47,7 +47,8 @@ def rec_batches(args) -> tuple[object, list[dict], str]:
     from hydra.utils import instantiate
     from omegaconf import open_dict
 
-    from scalar.eval.run import data_config, load_weights, model_config
+    from scalar.eval.run import data_config, model_config
+    from scalar.model.weights import load_weights
     from scalar.train.checkpoint import load_checkpoint_file
 
     data_dir = ROOT / "data"

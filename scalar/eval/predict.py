@@ -79,7 +79,8 @@ def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
 
     from scalar.data.collate import Collator
     from scalar.data.dataset import load_image
-    from scalar.eval.run import load_weights, model_config, resolve_eval_ckpt
+    from scalar.eval.run import model_config, resolve_eval_ckpt
+    from scalar.model.weights import load_weights
     from scalar.train.checkpoint import load_checkpoint_file
     from scalar.train.pictures import draw_boxes
 

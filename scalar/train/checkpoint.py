@@ -1,4 +1,5 @@
-"""Checkpoint writing (atomic), locating (``ckpt_path=last``) and weight-only loading.
+"""Checkpoint writing (atomic), locating (``ckpt_path=last``) and reading (weights go into
+a model through :func:`scalar.model.weights.load_weights`).
 
 A checkpoint is a file, or a folder written by a sharded strategy: FSDP with
 ``state_dict_type=sharded`` writes a ``torch.distributed.checkpoint`` folder
@@ -251,28 +252,3 @@ def load_checkpoint_file(path: str | Path, weights: bool = True) -> dict[str, An
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
         first = (str(err).splitlines() or [type(err).__name__])[0]
         raise UserError(f"cannot read checkpoint {path}: {first}") from None
-
-
-def load_model_weights(model: torch.nn.Module, path: str | Path, prefix: str = "model.") -> int:
-    """Copy the ``prefix``-ed weights of a checkpoint into ``model`` (strict); returns a count.
-
-    Only weights move: optimizer, schedule, step counters and data position start fresh.
-    Missing or unexpected keys are a :class:`UserError` listing a few of them.
-    """
-    ckpt = load_checkpoint_file(path)
-    if getattr(model, "tokenizer", None) is not None:
-        from scalar.train.tokenizer_record import check_tokenizer
-
-        check_tokenizer(model.tokenizer, ckpt, str(path), "init_from")
-    state = ckpt.get("state_dict", ckpt)
-    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    if not weights:
-        raise UserError(f"init_from={path}: no '{prefix}*' weights in the checkpoint")
-    result = model.load_state_dict(weights, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        miss, extra = result.missing_keys, result.unexpected_keys
-        raise UserError(
-            f"init_from={path}: weights do not match the model "
-            f"({len(miss)} missing e.g. {miss[:3]}, {len(extra)} unexpected e.g. {extra[:3]})"
-        )
-    return len(weights)

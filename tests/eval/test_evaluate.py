@@ -12,7 +12,7 @@ import pytest
 
 from scalar.eval.predictions import read_jsonl
 from scalar.eval.run import evaluate
-from scalar.metrics.captions_full import caption_scores
+from scalar.metrics.caption import caption_scores
 from scalar.train.checkpoint import UserError
 from tests.conftest import ROOT
 from tests.eval.conftest import eval_args
