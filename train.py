@@ -4,7 +4,7 @@ Examples::
 
     python train.py                                   # the embedded CPU job (synthetic corpus)
     python train.py stage=align model=vicuna7b data=refcoco trainer=fsdp
-    python train.py -m loss.nu=1,2,5 optim.lr=1e-4,3e-4   # multirun
+    python train.py -m loss.contrastive.nu=1,2,5 optim.lr=1e-4,3e-4   # multirun
     python train.py ckpt_path=last                    # resume the latest run of this task
 """
 

@@ -144,7 +144,7 @@ def phase_loader(a) -> dict:
         args = ["synth", f"out={root}", *(f"data.synthetic.{k}={v}" for k, v in sizes.items())]
         subprocess.run([sys.executable, "-m", "scalar.data", *args], cwd=ROOT, check=True)
         built = True
-    cfg = compose(["data=synthetic", f"data.root={root}", f"data.num_workers={a.workers}"])
+    cfg = compose(["data=synthetic", f"data.root={root}", f"data.loader.num_workers={a.workers}"])
     dm = instantiate(cfg.data)
     t0 = _clock()
     dm.setup("fit")

@@ -48,8 +48,7 @@ def rec_batches(args) -> tuple[object, list[dict], str]:
     from omegaconf import open_dict
 
     from scalar.eval.run import data_config, model_config
-    from scalar.model.weights import load_weights
-    from scalar.train.checkpoint import load_checkpoint_file
+    from scalar.train.checkpoint import load_checkpoint_file, load_weights
 
     data_dir = ROOT / "data"
     extra: list[str] = []

@@ -102,7 +102,7 @@ def bench_trainer(cfg, steps: int, warmup: int, callbacks: list | None = None) -
         "precision": str(cfg.trainer.precision),
         "world_size": trainer.world_size,
         "steps": steps,
-        "batch_size_per_rank": int(cfg.data.batch_size),
+        "batch_size_per_rank": int(cfg.data.loader.batch_size),
         "seconds": meter.seconds,
         "samples": meter.samples,
         "samples_per_s": meter.samples / meter.seconds,

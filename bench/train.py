@@ -181,7 +181,7 @@ def bench(cfg, steps: int, warmup: int, peak_tflops: float | None) -> dict:
     if gpu:
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    res = {"steps": steps, "batch_size": int(cfg.data.batch_size), "seconds": dt,
+    res = {"steps": steps, "batch_size": int(cfg.data.loader.batch_size), "seconds": dt,
            "samples_per_s": samples / dt, "tokens_per_s": tokens / dt,
            "tokens_note": "LLM input tokens: text (attention_mask) + bridge queries",
            "flops_per_step": flops_step, "flops_per_sample": flops_step / len(batches[0]["samples"]),

@@ -139,7 +139,7 @@ class Collator:
             row = head + t + [self.eos]
             if len(row) > self.max_length:
                 raise ValueError(
-                    f"{_describe(s)} has {len(row)} tokens > max_length {self.max_length}; raise data.max_length"
+                    f"{_describe(s)} has {len(row)} tokens > max_length {self.max_length}; raise data.encoding.max_length"
                 )
             rows.append(row)
             labels.append([IGNORE] * len(head) + t + [self.eos])

@@ -32,13 +32,18 @@ from scalar.data.prepare import (
     load_sent_kinds,
 )
 from scalar.data.readers.common import strict_rows
-from scalar.data.sample import PROMPT_KINDS, Sample
+from scalar.data.sample import Sample
 from scalar.data.scene import Corpus, Skips
+from scalar.data.settings import (
+    EncodingSettings,
+    LoaderSettings,
+    SplitSettings,
+    TaskSettings,
+    settings,
+)
 from scalar.data.tasks import TaskBuilder
 
 log = logging.getLogger(__name__)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def _plain(x: Any) -> Any:
@@ -67,90 +72,64 @@ class MixtureLoader(DataLoader):
 class SceneDataModule(L.LightningDataModule):
     """See the module docstring; ``setup`` exposes ``corpora``, ``samples`` and ``skips``.
 
-    ``root``, ``dataset``, ``split_by``, ``image_dir``, ``coco_root`` and ``splits_file``
-    are the data config's keys that its reader configs interpolate; kept for reference.
+    ``tasks``, ``splits``, ``encoding`` and ``loader`` are the typed groups of
+    :mod:`scalar.data.settings` (or their plain dicts). ``root`` is the corpus folder
+    (where ``synthetic`` builds); ``source`` holds the location keys only the reader
+    configs read (``${data.source.dataset}``, ...): the module itself takes nothing from it.
+    ``tokenizer`` is an already loaded tokenizer (eval.py passes the model's).
     """
 
     def __init__(
         self,
         corpora: Mapping[str, Any],
-        tasks: Mapping[str, float] | Sequence[str] = ("rec",),
-        val_tasks: Mapping[str, float] | Sequence[str] | None = None,
+        root: str | None = None,
+        source: Mapping[str, Any] | None = None,
+        synthetic: Mapping[str, Any] | None = None,
         tokenizer_path: str | None = None,
         llm_path: str | None = None,
-        image_size: int = 64,
-        mean: Sequence[float] = CLIP_MEAN,
-        std: Sequence[float] = CLIP_STD,
-        region_tokens: int = 4,
-        box_format: str = "continuous",
-        val_box_format: str | None = None,
-        mixed_textual_fraction: float = 0.5,
-        level_dropout: float = 0.0,
-        prompt_kinds: Sequence[str] = PROMPT_KINDS,
-        batch_size: int = 16,
-        val_batch_size: int | None = None,
-        num_workers: int = 0,
-        seed: int = 0,
-        synthetic: Mapping[str, Any] | None = None,
-        max_samples_per_split: Mapping[str, int] | None = None,
-        samples_per_epoch: int | None = None,
-        val_splits: Sequence[str] = ("val", "heldout"),
-        test_splits: Sequence[str] = ("test",),
-        predict_splits: Sequence[str] | None = None,
-        mask_size: int = 16,
-        max_length: int = 512,
-        max_spatial_pairs: int = 6,
-        ref_kinds_file: str | None = None,
-        held_out_categories: Any = None,
         tokenizer_vocab_size: int = 1024,
-        root: str | None = None,
         tokenizer: Any = None,
-        dataset: str | None = None,
-        split_by: str | None = None,
-        image_dir: str | None = None,
-        coco_root: str | None = None,
-        splits_file: str | None = None,
+        tasks: TaskSettings | Mapping[str, Any] | None = None,
+        splits: SplitSettings | Mapping[str, Any] | None = None,
+        encoding: EncodingSettings | Mapping[str, Any] | None = None,
+        loader: LoaderSettings | Mapping[str, Any] | None = None,
+        seed: int = 0,
         streaming: str | None = None,
-        group_size: int = 1,
-        ground_concepts: bool = False,
         strict: bool = False,
     ):
         super().__init__()
+        if source is not None and not isinstance(_plain(source), Mapping):
+            raise ValueError(f"data.source must be a mapping of reader settings, got {source!r}")
         self.strict = bool(strict)  # a row that breaks the schema: error (true) or counted skip
-        self.ground_concepts = bool(ground_concepts)
-        if int(group_size) < 1 or int(batch_size) % int(group_size):
-            raise ValueError(
-                f"data.group_size ({group_size}) must be >= 1 and divide data.batch_size "
-                f"({batch_size}): a batch holds whole groups of prompts of one image"
-            )
-        self.group_size = int(group_size)
+        t = settings(TaskSettings, _plain(tasks), "tasks")
+        sp = settings(SplitSettings, _plain(splits), "splits")
+        enc = settings(EncodingSettings, _plain(encoding), "encoding")
+        ld = settings(LoaderSettings, _plain(loader), "loader")
+        self.settings = {"tasks": t, "splits": sp, "encoding": enc, "loader": ld}
+        self.group_size, self.ground_concepts = int(ld.group_size), bool(t.ground_concepts)
         plain = dict(_plain(corpora))  # a split set to null is disabled (as if removed)
         self.corpora_spec = {k: v for k, v in plain.items() if v is not None}
-        self.tasks = _plain(tasks)
-        self.val_tasks = _plain(val_tasks) if val_tasks is not None else self.tasks
+        self.tasks, self.val_tasks = t.train, t.eval_tasks
         self.tokenizer_path, self.tokenizer = tokenizer_path or llm_path, tokenizer
         self.corpus_tokenizer_path = tokenizer_path  # trained here when missing, never an LLM's
-        self.image_size, self.mean, self.std = int(image_size), tuple(mean), tuple(std)
-        self.region_tokens, self.mask_size, self.max_length = region_tokens, mask_size, max_length
-        self.box_format = box_format
-        self.val_box_format = val_box_format or (
-            "continuous" if box_format == "mixed" else box_format
-        )
-        self.mixed_textual_fraction, self.level_dropout = mixed_textual_fraction, level_dropout
-        self.prompt_kinds = tuple(prompt_kinds)
-        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
-        self.num_workers, self.seed = num_workers, seed
+        self.image_size, self.mean, self.std = int(enc.image_size), tuple(enc.mean), tuple(enc.std)
+        self.region_tokens, self.mask_size = enc.region_tokens, enc.mask_size
+        self.max_length = enc.max_length
+        self.box_format, self.val_box_format = t.box_format, t.eval_box_format
+        self.mixed_textual_fraction, self.level_dropout = t.mixed_textual_fraction, t.level_dropout
+        self.prompt_kinds = tuple(t.prompt_kinds)
+        self.batch_size = ld.batch_size
+        self.val_batch_size = ld.val_batch_size or ld.batch_size
+        self.num_workers, self.seed = ld.num_workers, seed
         self.synthetic = dict(_plain(synthetic)) if synthetic else None
-        self.max_samples = dict(_plain(max_samples_per_split) or {})
-        self.samples_per_epoch = samples_per_epoch
-        self.val_splits, self.test_splits = list(val_splits), list(test_splits)
-        self.predict_splits = list(predict_splits) if predict_splits else list(test_splits)
-        self.max_spatial_pairs = max_spatial_pairs
-        self.ref_kinds_file, self.held_out_spec = ref_kinds_file, _plain(held_out_categories)
+        self.max_samples = dict(sp.max_samples or {})
+        self.samples_per_epoch = ld.samples_per_epoch
+        self.val_splits, self.test_splits = list(sp.val), list(sp.test)
+        self.predict_splits = list(sp.predict) if sp.predict else list(sp.test)
+        self.max_spatial_pairs = t.max_spatial_pairs
+        self.ref_kinds_file, self.held_out_spec = t.ref_kinds_file, t.held_out_categories
         self.vocab_size, self.root = tokenizer_vocab_size, root
         self.streaming = str(streaming) if streaming else None  # shard folder (scalar.data.shards)
-        self.source = {"root": root, "dataset": dataset, "split_by": split_by,
-                       "image_dir": image_dir, "coco_root": coco_root, "splits_file": splits_file}  # fmt: skip
         self.corpora: dict[str, Corpus] = {}
         self.samples: dict[str, list[Sample]] = {}
         self.skips = Skips()  # every split's skips together

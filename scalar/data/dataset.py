@@ -109,7 +109,7 @@ def image_keys(samples) -> list:
     if keys is None and hasattr(samples, "tasks"):
         raise ValueError(
             "these shards predate image ids: rewrite them with `python -m scalar.data shard` "
-            "or set data.group_size=1"
+            "or set data.loader.group_size=1"
         )
     return list(keys) if keys is not None else [s.image.id for s in samples]
 

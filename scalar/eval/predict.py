@@ -80,8 +80,7 @@ def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
     from scalar.data.collate import Collator
     from scalar.data.dataset import load_image
     from scalar.eval.run import model_config, resolve_eval_ckpt
-    from scalar.model.weights import load_weights
-    from scalar.train.checkpoint import load_checkpoint_file
+    from scalar.train.checkpoint import load_checkpoint_file, load_weights
     from scalar.train.pictures import draw_boxes
 
     p = cfg.predict
@@ -101,7 +100,12 @@ def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
     load_weights(model, ckpt, path)
     del ckpt
     vision = cfg.model.vision
-    mask_size = int((saved.get("data") or {}).get("mask_size") or cfg.data.get("mask_size", 16))
+    saved_data = saved.get("data") or {}
+    mask_size = int(
+        (saved_data.get("encoding") or {}).get("mask_size")
+        or saved_data.get("mask_size")  # a checkpoint of before the data.encoding group
+        or cfg.data.encoding.mask_size
+    )
     collate = Collator(model.tokenizer, model.region_tokens, mask_size)
     image = load_image(
         sample.image.path, int(vision.image_size), list(vision.mean), list(vision.std)

@@ -52,7 +52,7 @@ def protocol(cfg: DictConfig, tasks: list[str]) -> dict[str, Any]:
     prompts: dict[str, Any] = {t: PROMPTS[t] for t in tasks if t in PROMPTS}
     if "spatial_qa" in tasks:
         prompts["spatial_qa"] = dict(SPATIAL_PROMPTS)
-    caps = OmegaConf.to_container(cfg.data, resolve=True).get("max_samples_per_split")
+    caps = (OmegaConf.to_container(cfg.data, resolve=True).get("splits") or {}).get("max_samples")
     return {
         "prompts": prompts,
         "prompt_format": "<s> prompt <sep>, then the answer; <region> = the visual prompt's "

@@ -27,7 +27,6 @@ from scalar.eval.report import (
     wandb_pictures,
     wandb_tables,
 )
-from scalar.model.weights import load_weights
 from scalar.stages.evaluate import TASKS, EvalModule
 from scalar.train.checkpoint import (
     UserError,
@@ -35,6 +34,7 @@ from scalar.train.checkpoint import (
     is_checkpoint,
     latest_run_checkpoint,
     load_checkpoint_file,
+    load_weights,
     resolve_ckpt_path,
 )
 from scalar.train.env import environment
@@ -117,7 +117,7 @@ def data_config(cfg: DictConfig, splits: list[str]) -> DictConfig:
     with open_dict(cfg):
         data._target_ = f"{EvalDataModule.__module__}.EvalDataModule"
         data.corpora = {s: data.corpora[s] for s in splits}
-        data.val_splits, data.test_splits, data.predict_splits = splits, splits, splits
+        data.splits.val, data.splits.test, data.splits.predict = splits, splits, splits
     return data
 
 

@@ -22,8 +22,8 @@ class AlignLoss(nn.Module):
     ``box`` with ``box_l1``/``box_giou``, ``contrastive`` with the contrastive loss's
     own terms (``tdist``, ``nu``, ``tdist_l{level}`` or ``infonce``, ...), and ``loss``.
     A term whose inputs are absent from ``out`` (no box triggers, no concepts, no
-    contrastive head) is left out of the dict and of the sum. ``nu`` mirrors the
-    configured Student-t nu (``loss.nu`` on the command line) for the run record.
+    contrastive head) is left out of the dict and of the sum. The Student-t ``nu`` is the
+    contrastive term's own (``loss.contrastive.nu`` on the command line).
     """
 
     def __init__(
@@ -33,7 +33,6 @@ class AlignLoss(nn.Module):
         contrastive_weight: float = 0.1,
         box: nn.Module | None = None,
         contrastive: nn.Module | None = None,
-        nu: float | None = None,
         dense_weight: float = 0.0,
     ):
         super().__init__()
@@ -43,7 +42,6 @@ class AlignLoss(nn.Module):
         self.lm = LMLoss()
         self.box = box if box is not None else BoxLoss()
         self.contrastive = contrastive
-        self.nu = nu
 
     def forward(self, out: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
         terms: dict[str, Tensor] = {}

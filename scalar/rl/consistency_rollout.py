@@ -1,4 +1,4 @@
-"""The annotation-free consistency reward pipeline (DESIGN.md, RL stage).
+"""The annotation-free consistency reward pipeline (docs/design.md, RL stage).
 
 Policy rows per image: (a) ``describe <region>.`` for a proposal R; (b) ``what is
 <region>?`` for R as a box, a point and a mask prompt; (c) where the image has referring

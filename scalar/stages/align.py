@@ -20,7 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from scalar.eval.scoring import TASKS, Scored, TaskScorer, draw_rows, split_name, split_names
-from scalar.stages.nan_guard import NAN_POLICIES, NanGuard, NonFiniteLossError, sample_ids
+from scalar.stages.nan_guard import (
+    NAN_POLICIES,
+    NanGuard,
+    NonFiniteLossError,
+    nan_guard_spec,
+    sample_ids,
+)
 from scalar.train.pictures import same_size, wandb_boxes
 from scalar.train.strategies import clip_gradients
 
@@ -60,9 +66,9 @@ class AlignModule(NanGuard, L.LightningModule):
         scheduler: optional partial taking the optimizer (and ``total_steps`` when its
             signature has it and it is not set: filled from the trainer's estimate).
         trainable: ``model.set_trainable`` spec applied on top of the model's own.
-        nan_policy: ``skip`` (drop the step, count it in ``train/nan_skips``) or ``stop``;
-            ``nan_max_skips`` consecutive skips stop the run (``scalar.stages.nan_guard``).
-        check_grads: also apply ``nan_policy`` to non-finite gradients (one norm per step).
+        nan_guard: ``policy``: ``skip`` (drop the step, count it in ``train/nan_skips``) or
+            ``stop``; ``max_skips`` consecutive skips stop the run; ``check_grads``: also apply
+            the policy to non-finite gradients (one norm per step) (``scalar.stages.nan_guard``).
         generate: run greedy generation in validation/test for the task metrics.
         max_new_tokens: generation budget per row.
         eval_tasks: tasks scored with generation (``scalar.eval.scoring.TASKS``).
@@ -80,8 +86,7 @@ class AlignModule(NanGuard, L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         trainable: Mapping[str, bool | str] | None = None,
-        nan_policy: str = "skip",
-        check_grads: bool = True,
+        nan_guard: Mapping[str, Any] | None = None,
         generate: bool = True,
         max_new_tokens: int = 32,
         eval_tasks: Sequence[str] = EVAL_TASKS,
@@ -90,7 +95,6 @@ class AlignModule(NanGuard, L.LightningModule):
         picture_dir: str | None = None,
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
-        nan_max_skips: int = 10,
     ):
         super().__init__()
         unknown = sorted(set(eval_tasks) - set(TASKS))
@@ -107,7 +111,7 @@ class AlignModule(NanGuard, L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         if trainable:
             model.set_trainable(dict(trainable))
-        self._init_nan_guard(nan_policy, check_grads, nan_max_skips)
+        self._init_nan_guard(**nan_guard_spec(_plain(nan_guard)))
         self.do_generate = bool(generate)
         self.max_new_tokens, self.eval_tasks = int(max_new_tokens), tuple(eval_tasks)
         self.pictures, self.picture_dir = int(pictures), picture_dir

@@ -44,6 +44,21 @@ def sample_ids(batch: Mapping[str, Any]) -> list[str]:
     return out
 
 
+NAN_GUARD = {"policy": "skip", "max_skips": 10, "check_grads": True}  # the keys, with defaults
+
+
+def nan_guard_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A stage's ``nan_guard`` block (``policy``, ``max_skips``, ``check_grads``; absent keys
+    take ``NAN_GUARD``'s defaults) as keywords of ``NanGuard._init_nan_guard``."""
+    spec = dict(spec or {})
+    unknown = sorted(set(spec) - set(NAN_GUARD))
+    if unknown:
+        raise ValueError(
+            f"stage.module.nan_guard: unknown key(s) {unknown}; valid: {list(NAN_GUARD)}"
+        )
+    return {**NAN_GUARD, **spec}
+
+
 class NanGuard:
     """Mixin: call ``_init_nan_guard`` in ``__init__``; ``_non_finite`` from the step."""
 

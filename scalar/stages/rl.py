@@ -47,7 +47,7 @@ class RLModule(AlignModule):
             :class:`~scalar.rl.sources.LabeledPrompts`).
         rewards: the reward registry (:class:`~scalar.rewards.combine.Rewards`).
         table: the :class:`~scalar.rl.table.SampleTable` (default: none written).
-        **align: :class:`AlignModule`'s keywords (trainable, nan_policy, check_grads and
+        **align: :class:`AlignModule`'s keywords (trainable, nan_guard and
             the validation spec of ``conf/stage/validation``).
     """
 

@@ -1,5 +1,5 @@
-"""Checkpoint writing (atomic), locating (``ckpt_path=last``) and reading (weights go into
-a model through :func:`scalar.model.weights.load_weights`).
+"""Checkpoint writing (atomic), locating (``ckpt_path=last``), reading, and the one weight
+loader (:func:`load_weights`: eval.py, predict, ``init_from=`` and the benchmarks).
 
 A checkpoint is a file, or a folder written by a sharded strategy: FSDP with
 ``state_dict_type=sharded`` writes a ``torch.distributed.checkpoint`` folder
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -252,3 +253,39 @@ def load_checkpoint_file(path: str | Path, weights: bool = True) -> dict[str, An
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
         first = (str(err).splitlines() or [type(err).__name__])[0]
         raise UserError(f"cannot read checkpoint {path}: {first}") from None
+
+
+def load_weights(
+    model: torch.nn.Module,
+    ckpt: Mapping[str, Any] | str | Path,
+    path: str | Path | None = None,
+    *,
+    key: str = "ckpt",
+    prefix: str = "model.",
+) -> int:
+    """Copy the ``prefix``-ed weights of ``ckpt`` into ``model`` (strict); returns a count.
+
+    ``ckpt`` is a loaded checkpoint (``path`` names it in messages) or a checkpoint path
+    (a file or a sharded folder). A model with a tokenizer must have the checkpoint's
+    (its recorded fingerprint). No ``prefix``-ed weights, missing or unexpected keys are a
+    :class:`UserError` naming ``key=path`` and a few of the keys.
+    """
+    if isinstance(ckpt, str | Path):
+        path, ckpt = ckpt, load_checkpoint_file(ckpt)
+    where = f"{key}={path}"
+    if getattr(model, "tokenizer", None) is not None:
+        from scalar.train.tokenizer_record import check_tokenizer  # it imports this module
+
+        check_tokenizer(model.tokenizer, ckpt, str(path), key)
+    state = ckpt.get("state_dict", ckpt)
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if not weights:
+        raise UserError(f"{where}: no '{prefix}*' weights in the checkpoint")
+    result = model.load_state_dict(weights, strict=False)
+    miss, extra = result.missing_keys, result.unexpected_keys
+    if miss or extra:
+        raise UserError(
+            f"{where}: weights do not match the model ({len(miss)} missing e.g. {miss[:3]}, "
+            f"{len(extra)} unexpected e.g. {extra[:3]}); check the model.* settings"
+        )
+    return len(weights)

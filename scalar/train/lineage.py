@@ -52,7 +52,7 @@ RESUME_FREE = (
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.num_sanity_val_steps",
-    "data.num_workers",
+    "data.loader.num_workers",
 )
 FIXED = ("stage.name", "model")  # never resumable across a change of these
 

@@ -15,7 +15,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from scalar.data.ledger import record_skips
-from scalar.model.weights import load_weights
 from scalar.train.callbacks import RngState, RunInfo
 from scalar.train.checkpoint import (
     CKPT_DIR,
@@ -25,6 +24,7 @@ from scalar.train.checkpoint import (
     clean_stale_tmp,
     is_local,
     load_checkpoint_file,
+    load_weights,
 )
 from scalar.train.env import environment
 from scalar.train.interrupt import Interrupt

@@ -22,7 +22,7 @@ KEYS = {
 
 
 def make_dm(root, *extra):
-    overrides = [f"data.root={root}", "data.batch_size=8", "data.max_samples_per_split.val=30"]
+    overrides = [f"data.root={root}", "data.loader.batch_size=8", "data.splits.max_samples.val=30"]
     overrides += [f"data.synthetic.{k}={v}" for k, v in SIZES.items()] + [
         "data.synthetic.image_size=64"
     ]
@@ -73,7 +73,7 @@ def test_batches_follow_the_contract(built):
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == KEYS
     b = len(batch["samples"])
-    # groups of 4 prompts of one image (data.group_size): each image is sent once
+    # groups of 4 prompts of one image (data.loader.group_size): each image is sent once
     ids = [s.image.id for s in batch["samples"]]
     assert b == 8 and ids[:4] == ids[:1] * 4 and ids[4:] == ids[4:5] * 4
     assert batch["images"].shape == (len(set(ids)), 3, 64, 64)

@@ -143,7 +143,7 @@ def test_lvis_v05(tmp_path):
     kept = {im["file_name"] for im in data["images"][::7]}
     for name in kept:
         touch(images / name)
-    got = validate("lvis", root, tmp_path / "v.json", f"data.coco_root={images}")
+    got = validate("lvis", root, tmp_path / "v.json", f"data.source.coco_root={images}")
     assert set(got) == {"train", "val"}
     want = instances_counts(data, lambda im: im["file_name"] in kept, lvis=True)
     for split in ("train", "val"):
@@ -229,9 +229,9 @@ def test_refcoco_every_dataset_and_split_by(tmp_path):
             "refcoco",
             root,
             out,
-            f"data.dataset={dataset}",
-            f"data.split_by={split_by}",
-            f"data.image_dir={image_dir}",
+            f"data.source.dataset={dataset}",
+            f"data.source.split_by={split_by}",
+            f"data.source.image_dir={image_dir}",
         )
         assert set(got) == {"train", "val", "test", "testA", "testB"}
         for split, counts in got.items():
@@ -347,7 +347,7 @@ def test_visual_genome(tmp_path, version):
     splits = {1: "train", 2: "train", 3: "val", 4: "test"}  # image 5 is in no split
     splits_file = tmp_path / "splits.json"
     splits_file.write_text(json.dumps({str(k): v for k, v in splits.items()}))
-    got = validate("vg", root, tmp_path / "v.json", f"data.splits_file={splits_file}")
+    got = validate("vg", root, tmp_path / "v.json", f"data.source.splits_file={splits_file}")
     want = vg_counts(root, present, splits)
     assert set(got) == set(want)
     for split in want:

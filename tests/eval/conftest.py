@@ -39,12 +39,12 @@ def eval_args(data_dir: Path, log_dir: Path, *extra: str) -> list[str]:
 # expression with a box (not yet a good one), so its validation REC accuracy at IoU 0.25
 # is above zero and comparing it with the evaluation's is informative.
 TRAIN = [
-    "~data.tasks",
-    "+data.tasks={rec:1.0}",
-    "data.val_tasks=[rec,roc,caption]",
-    "data.max_samples_per_split={val:64,heldout:8}",
-    "data.batch_size=8",
-    "data.group_size=1",  # eight images per step: hits at IoU 0.25 after 24 steps
+    "~data.tasks.train",
+    "+data.tasks.train={rec:1.0}",
+    "data.tasks.val=[rec,roc,caption]",
+    "data.splits.max_samples={val:64,heldout:8}",
+    "data.loader.batch_size=8",
+    "data.loader.group_size=1",  # eight images per step: hits at IoU 0.25 after 24 steps
     "optim.lr=3e-3",
     "trainer.max_steps=24",
     "trainer.val_check_interval=24",

@@ -17,8 +17,8 @@ from scalar.train.checkpoint import UserError
 from tests.conftest import ROOT
 from tests.eval.conftest import eval_args
 
-TRAIN_VAL_TASKS = "data.val_tasks=[rec,roc,caption]"
-TRAIN_CAPS = "data.max_samples_per_split={val:64,heldout:8}"
+TRAIN_VAL_TASKS = "data.tasks.val=[rec,roc,caption]"
+TRAIN_CAPS = "data.splits.max_samples={val:64,heldout:8}"
 
 
 @pytest.mark.slow  # trains the tiny model (module fixture, ~15-30 s)

@@ -90,7 +90,7 @@ def test_refcoco_layout_with_missing_and_corrupt_images(random_ckpt, tmp_path):
     # val's image is missing
     cfg = compose_eval([
         f"ckpt={random_ckpt}", "data=refcoco", f"data.root={tmp_path / 'refer'}",
-        f"data.image_dir={images}", "data.num_workers=0", "splits=[val,testA,testB]",
+        f"data.source.image_dir={images}", "data.loader.num_workers=0", "splits=[val,testA,testB]",
         "logger=csv", f"paths.output_dir={tmp_path / 'eval'}", f"paths.log_dir={tmp_path}",
         "max_new_tokens=6", "meteor=false", "pictures=1", "trainer.enable_progress_bar=false",
     ])  # fmt: skip
@@ -121,7 +121,7 @@ def test_coco_layout_with_one_image_present(random_ckpt, tmp_path):
     (root / "val2017").mkdir()
     shutil.copy(COCO_IMAGE, root / "val2017" / COCO_IMAGE.name)
     cfg = compose_eval([
-        f"ckpt={random_ckpt}", "data=coco", f"data.root={root}", "data.num_workers=0",
+        f"ckpt={random_ckpt}", "data=coco", f"data.root={root}", "data.loader.num_workers=0",
         "split=val", "tasks=[rec,roc,spatial_qa,grounded]", "logger=csv",
         f"paths.output_dir={tmp_path / 'eval'}", f"paths.log_dir={tmp_path}",
         "max_new_tokens=6", "pictures=1", "trainer.enable_progress_bar=false",

@@ -82,7 +82,7 @@ def test_model_config_comes_from_the_checkpoint_with_cli_overrides():
     saved = {
         "model": {"name": "saved", "llm": {"dtype": "float32", "path": "/x"}, "region_tokens": 2}
     }
-    got = model_config(cfg, saved, ["model.llm.dtype=bfloat16", "data.batch_size=3"])
+    got = model_config(cfg, saved, ["model.llm.dtype=bfloat16", "data.loader.batch_size=3"])
     assert got.name == "saved" and got.region_tokens == 2 and got.llm.path == "/x"
     assert got.llm.dtype == "bfloat16"  # the command line wins
     assert model_config(cfg, saved, ["model=tiny"]).name == "group"  # another model group

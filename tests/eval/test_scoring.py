@@ -165,7 +165,7 @@ def test_validation_and_eval_give_identical_numbers(trained_run: Path, tiny_corp
 
     eval_cfg = make_eval_cfg(
         f"ckpt={best}", "splits=[val,heldout]", "tasks=[rec,roc,caption]",
-        "data.val_tasks=[rec,roc,caption]", "data.max_samples_per_split={val:64,heldout:8}",
+        "data.tasks.val=[rec,roc,caption]", "data.splits.max_samples={val:64,heldout:8}",
         "batch_size=16", "max_new_tokens=8", "iou_thresholds=[0.25]",
     )  # fmt: skip
     results = evaluate(eval_cfg, overrides=[])

@@ -121,7 +121,7 @@ def test_a_step_changes_trainable_parameters_only(tiny_corpus, align_ckpt, tmp_p
 
 def test_labeled_rewards_run_from_training_batches(tiny_corpus, align_ckpt, tmp_path):
     cfg = _cfg(tiny_corpus, tmp_path, "rl/algo=grpo", "reward=mixed", f"init_from={align_ckpt}",
-               "debug=fdr", "data.batch_size=8", images=False)  # fmt: skip
+               "debug=fdr", "data.loader.batch_size=8", images=False)  # fmt: skip
     assert cfg.rl.prompts._target_ == "scalar.rl.sources.LabeledPrompts"  # the reward picks it
     value = train(cfg)
     assert value is None or isinstance(value, float)

@@ -87,10 +87,10 @@ def overrides(data_dir: str, run_dir: str, devices: int, batch: int, steps: int,
         "logger=none",
         "loss=none",  # LM + box only: the batch-wide contrastive term does not split by rank
         "loss.dense_weight=0.0",  # per-item mean over a rank's concepts: counts differ by rank
-        "data.group_size=1",  # rank batches of 2 rows: no whole groups of 4
-        "data.ground_concepts=false",
-        "data.box_format=continuous",
-        f"data.batch_size={batch}",
+        "data.loader.group_size=1",  # rank batches of 2 rows: no whole groups of 4
+        "data.tasks.ground_concepts=false",
+        "data.tasks.box_format=continuous",
+        f"data.loader.batch_size={batch}",
         # SGD with momentum: the update is linear in the gradients, so the comparison tests
         # the gradient averaging, and the momentum buffers are optimizer state a resumed run
         # must restore. Adam would turn gradients that vanish in exact arithmetic (attention
@@ -167,7 +167,7 @@ def job_config(*args, **kwargs):
 
     cfg = compose_train(overrides(*args, **kwargs))
     with open_dict(cfg):
-        cfg.data.tasks = {"rec": 1.0}
+        cfg.data.tasks.train = {"rec": 1.0}
     return cfg
 
 

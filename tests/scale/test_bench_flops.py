@@ -61,11 +61,14 @@ def test_trainer_mode_counts_samples_tokens_and_flops_of_the_real_loop(make_cfg)
 
     spy = _Spy()
     res = bench_trainer(
-        make_cfg("data.batch_size=2", "data.group_size=1"), steps=2, warmup=1, callbacks=[spy]
+        make_cfg("data.loader.batch_size=2", "data.loader.group_size=1"),
+        steps=2,
+        warmup=1,
+        callbacks=[spy],
     )
     assert (res["strategy"], res["world_size"]) == ("SingleDeviceStrategy", 1)
     assert len(spy.batches) == 3 and res["samples"] == 2 * 2  # timed: steps 2 and 3
-    cfg = make_cfg("data.batch_size=2", "data.group_size=1")
+    cfg = make_cfg("data.loader.batch_size=2", "data.loader.group_size=1")
     model = instantiate(cfg.model)
     queries = model.bridge.num_queries
     tokens = sum(int(b["attention_mask"].sum()) + 2 * queries for b in spy.batches[1:])

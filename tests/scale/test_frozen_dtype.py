@@ -15,7 +15,7 @@ def test_frozen_parts_bf16_trainable_fp32_optimizer_only_trainable(make_cfg):
         "model.frozen_dtype=bfloat16", "loss=none",
     )  # fmt: skip
     with open_dict(cfg):
-        cfg.data.tasks = {"rec": 1.0}
+        cfg.data.tasks.train = {"rec": 1.0}
     model = instantiate(cfg.model)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

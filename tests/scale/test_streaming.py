@@ -44,7 +44,7 @@ def _same(a, b):
 def sharded(make_cfg, tmp_path):
     from scalar.data.shards import write_shards
 
-    cfg = make_cfg("data.batch_size=4")
+    cfg = make_cfg("data.loader.batch_size=4")
     memory = _datamodule(cfg)
     out = tmp_path / "shards"
     write_shards(memory.samples, out, shard_size=16)

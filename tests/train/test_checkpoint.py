@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from scalar.model.weights import load_weights
 from scalar.train.checkpoint import (
     AtomicCheckpointIO,
     UserError,
     load_checkpoint_file,
+    load_weights,
     resolve_ckpt_path,
 )
 

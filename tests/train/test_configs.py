@@ -220,20 +220,22 @@ def test_losses_instantiate(option: str):
     from scalar.losses import InfoNCELoss, TDistContrastiveLoss
     from scalar.losses.align import AlignLoss
 
-    cfg = _compose(f"loss={option}", "loss.nu=2.0" if option == "align" else "seed=42")
+    cfg = _compose(f"loss={option}", "loss.contrastive.nu=2.0" if option == "align" else "seed=42")
     loss = instantiate(cfg.loss)
     assert isinstance(loss, AlignLoss)
     want = {"align": TDistContrastiveLoss, "infonce": InfoNCELoss, "none": type(None)}[option]
     assert type(loss.contrastive) is want
     if option == "align":
-        assert float(loss.contrastive.nu) == pytest.approx(2.0)  # loss.nu reaches the kernel
+        assert float(loss.contrastive.nu) == pytest.approx(
+            2.0
+        )  # loss.contrastive.nu reaches the kernel
 
 
 def test_stage_align_targets_the_align_module():
     cfg = _compose("stage=align")
     assert cfg.stage.module._target_ == "scalar.stages.align.AlignModule"
     assert cfg.stage.monitor == "val/rec/acc@0.5"
-    assert cfg.stage.module.nan_policy == cfg.nan_policy
+    assert cfg.stage.module.nan_guard.policy == cfg.nan_policy
 
 
 # -------------------------------------------------------------------- nested groups
@@ -244,6 +246,15 @@ def test_every_option_of_a_nested_group_instantiates(group: str, option: str):
     from scalar.rl.sources import ImagePrompts, LabeledPrompts
     from scalar.stages.align import AlignModule
 
+    if group == "loss/contrastive":  # the contrastive term of loss=align (and of loss=infonce)
+        from scalar.losses import InfoNCELoss, TDistContrastiveLoss
+
+        loss = instantiate(_compose(f"{group}={option}").loss)
+        assert (
+            type(loss.contrastive)
+            is {"tdist": TDistContrastiveLoss, "infonce": InfoNCELoss}[option]
+        )
+        return
     if group == "stage/validation":  # both stages take it whole, and their modules accept it
         spec = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))
         for stage in ("align", "rl"):
@@ -309,7 +320,11 @@ def test_optuna_search_builds_its_sweeper():
     assert cfg.optimized_metric == "val/rec/acc@0.5"
     sweeper = instantiate(cfg.hydra.sweeper)
     assert isinstance(sweeper, OptunaSweeper)
-    assert set(cfg.hydra.sweeper.params) == {"optim.lr", "loss.nu", "loss.contrastive_weight"}
+    assert set(cfg.hydra.sweeper.params) == {
+        "optim.lr",
+        "loss.contrastive.nu",
+        "loss.contrastive_weight",
+    }
 
 
 @pytest.mark.parametrize("option", GROUPS["debug"])

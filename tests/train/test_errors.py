@@ -33,8 +33,8 @@ from tests.conftest import CONF, ROOT
     [
         ("trainer.max_steps=abc", "trainer.max_steps"),
         ("optim.lr=abc", "optim.lr"),
-        ("data.batch_size=0", "data.batch_size"),
-        ("data.batch_size=-1", "data.batch_size"),
+        ("data.loader.batch_size=0", "data.loader.batch_size"),
+        ("data.loader.batch_size=-1", "data.loader.batch_size"),
         ("nan_policy=maybe", "nan_policy"),
         ("paths.log_dir=/proc/no_such/logs", "paths.log_dir"),
         ("data.root=/no/such/corpus/root", "data.root"),
@@ -52,11 +52,11 @@ def test_the_default_synthetic_location_may_be_missing(tmp_path):
 
 def test_bad_value_exits_2_without_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "data.batch_size=-1"],
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "data.loader.batch_size=-1"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert lines == ["error: data.batch_size=-1 is not valid: it must be an integer >= 1"]
+    assert lines == ["error: data.loader.batch_size=-1 is not valid: it must be an integer >= 1"]
 
 
 def _bad_checkpoints(folder: Path) -> dict[str, Path]:

@@ -47,8 +47,8 @@ COMMON = [
     "stage.module.generate=false",
     "stage.module.pictures=0",
     "validate=false",
-    "data.max_samples_per_split.val=8",
-    "data.max_samples_per_split.heldout=4",
+    "data.splits.max_samples.val=8",
+    "data.splits.max_samples.heldout=4",
 ]
 
 

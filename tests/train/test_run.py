@@ -117,7 +117,7 @@ def test_resume_across_an_epoch_end_matches_uninterrupted_run(make_cfg, tmp_path
         "trainer.max_steps=9",
         "trainer.limit_val_batches=0",
         "validate=false",
-        "data.samples_per_epoch=24",  # 6 batches of 4 an epoch: step 9 is in the 2nd epoch
+        "data.loader.samples_per_epoch=24",  # 6 batches of 4 an epoch: step 9 is in the 2nd epoch
     ]
     full = Recorder()
     _fit(make_cfg(*common, run_dir=tmp_path / "full"), full)
@@ -242,7 +242,7 @@ def test_multirun_makes_one_folder_per_job(tiny_corpus, tmp_path):
     args = ["-m", "optim.lr=1e-3,2e-3", *cli_overrides(tiny_corpus, logs)]
     args = [a for a in args if not a.startswith("logger=")] + ["logger=default"]  # csv + W&B
     args += ["task_name=debug", "trainer.max_steps=1", "trainer.val_check_interval=1",
-             "data.max_samples_per_split={val:4,heldout:4}", "validate=false"]  # fmt: skip
+             "data.splits.max_samples={val:4,heldout:4}", "validate=false"]  # fmt: skip
     proc = _run_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweeps = list((logs / "debug" / "multiruns").iterdir())

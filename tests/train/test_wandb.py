@@ -125,10 +125,10 @@ def hydra_app(tmp_path: Path, *args: str) -> list[str]:
 
 def test_multirun_names_by_overrides_and_groups_by_sweep(tmp_path):
     sweep = tmp_path / "sweep_a"
-    got = hydra_app(tmp_path, "-m", "loss.nu=1,2", "seed=3", f"hydra.sweep.dir={sweep}")
+    got = hydra_app(tmp_path, "-m", "loss.contrastive.nu=1,2", "seed=3", f"hydra.sweep.dir={sweep}")
     assert got == [
-        "loss.nu=1,seed=3 | train/sweep_a",
-        "loss.nu=2,seed=3 | train/sweep_a",
+        "loss.contrastive.nu=1,seed=3 | train/sweep_a",
+        "loss.contrastive.nu=2,seed=3 | train/sweep_a",
     ]
     assert hydra_app(tmp_path, "seed=3") == ["train | None"]  # a single run: unchanged
     named = hydra_app(tmp_path, "-m", "seed=1,2", "logger.wandb.name=mine",

@@ -128,7 +128,7 @@ def test_trainable_spec_is_applied_over_the_model_default(make_cfg):
 def test_bad_settings_are_clear_errors():
     model = torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="nan_policy must be one of"):
-        AlignModule(model, torch.nn.Identity(), torch.optim.AdamW, nan_policy="ignore")
+        AlignModule(model, torch.nn.Identity(), torch.optim.AdamW, nan_guard={"policy": "ignore"})
     with pytest.raises(ValueError, match="eval_tasks"):
         AlignModule(model, torch.nn.Identity(), torch.optim.AdamW, eval_tasks=["vqa"])
 
