@@ -30,8 +30,8 @@ def _main(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "ckpt"):  # before the heavy imports: a quick answer
         print(f"error: {MISSING_CKPT}", file=sys.stderr)
         raise SystemExit(2)
-    from scalar.eval.run import evaluate
     from scalar.train.errors import run_guarded
+    from scalar.train.evaluate import evaluate
 
     run_guarded(evaluate, cfg)  # user mistakes: one line, exit 2 (usage) or 1 (data)
 

@@ -24,7 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scalar.train.checkpoint import UserError, load_sharded  # noqa: E402
+from scalar.core.errors import UserError  # noqa: E402
+from scalar.train.checkpoint import load_sharded  # noqa: E402
 
 
 def consolidate(ckpt_dir: str | Path, out: str | Path, model_only: bool = False) -> dict[str, Any]:

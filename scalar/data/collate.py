@@ -1,4 +1,4 @@
-"""Samples (with decoded images) -> the batch dict of ``scalar.data.sample``'s contract.
+"""Samples (with decoded images) -> the batch dict of the contract in ``scalar.core.batch``.
 
 Row ``b`` of ``input_ids`` is ``bos prompt <sep> target eos`` with the tokenizer's own
 bos (none for families without one, e.g. Qwen2) and eos; each ``<region>`` of the
@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scalar import tokens as T
+from scalar.core import tokens as T
+from scalar.core.boxes import box01
 from scalar.data.chains import LEVEL_INDEX
 from scalar.data.sample import PROMPT_KINDS, Sample, VisualPrompt
 
@@ -56,11 +57,7 @@ def region_mask(vp: VisualPrompt, width: int, height: int, m: int) -> torch.Tens
     if vp.kind == "point":
         x, y = vp.point if vp.point is not None else vp.box[:2]
         return point_mask(x / width, y / height, m)
-    return box_mask(normalize(vp.box, width, height), m)
-
-
-def normalize(box, width: int, height: int) -> list[float]:
-    return [box[0] / width, box[1] / height, box[2] / width, box[3] / height]
+    return box_mask(box01(vp.box, width, height), m)
 
 
 def _describe(s: Sample) -> str:
@@ -91,7 +88,7 @@ class Collator:
             missing.append("eos")
         if missing:
             raise ValueError(
-                f"tokenizer lacks special tokens {missing} (use scalar.data.tokenizer.load_tokenizer)"
+                f"tokenizer lacks special tokens {missing} (use scalar.core.tokenizer.load_tokenizer)"
             )
         self.head = [] if self.bos is None else [self.bos]
         if self.k < 1:
@@ -145,7 +142,7 @@ class Collator:
             labels.append([IGNORE] * len(head) + t + [self.eos])
             prompt_rows.append(head)
             for vp in s.regions:
-                region_boxes.append(normalize(vp.box, w, h))
+                region_boxes.append(box01(vp.box, w, h))
                 region_kinds.append(KIND_INDEX[vp.kind])
                 region_masks.append(region_mask(vp, w, h, self.m))
                 region_batch.append(b)
@@ -155,7 +152,7 @@ class Collator:
                     raise ValueError(
                         f"{_describe(s)}: {n_trig} spatial triggers but {len(s.target_boxes)} target boxes"
                     )
-                target_boxes += [normalize(bx, w, h) for bx in s.target_boxes]
+                target_boxes += [box01(bx, w, h) for bx in s.target_boxes]
                 target_batch += [b] * n_trig
         images, image_index = unique_images(items)
         batch = {
@@ -197,7 +194,7 @@ class Collator:
                 ids.setdefault(c.text, len(ids))
                 texts.append(c.text)
                 levels.append(LEVEL_INDEX[c.level])
-                boxes.append(normalize(c.box, s.image.width, s.image.height))
+                boxes.append(box01(c.box, s.image.width, s.image.height))
                 rows.append(b)
                 ground.append(bool(getattr(c, "grounds", False)))
         enc = self.encode(texts)

@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from scalar.core.config import plain
 from scalar.data.collate import Collator, row_lengths
 from scalar.data.dataset import MixtureSampler, SampleDataset, image_keys
 from scalar.data.evalset import EvalCollate, eval_dataset
@@ -46,21 +47,10 @@ from scalar.data.tasks import TaskBuilder
 log = logging.getLogger(__name__)
 
 
-def _plain(x: Any) -> Any:
-    """OmegaConf containers -> Python ones (leaves instantiated objects alone)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover
-        return x
-    if isinstance(x, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(x, resolve=True)
-    return x
-
-
 class MixtureLoader(DataLoader):
     """A DataLoader whose state is its ``MixtureSampler``'s (Lightning saves and restores it):
     the resumable loader of the task mixture (other loaders are made resumable by
-    :class:`scalar.train.resume.ResumableLoader`)."""
+    :class:`scalar.data.resume.ResumableLoader`)."""
 
     def state_dict(self) -> dict:
         return self.sampler.state_dict()
@@ -98,17 +88,17 @@ class SceneDataModule(L.LightningDataModule):
         strict: bool = False,
     ):
         super().__init__()
-        if source is not None and not isinstance(_plain(source), Mapping):
+        if source is not None and not isinstance(plain(source), Mapping):
             raise ValueError(f"data.source must be a mapping of reader settings, got {source!r}")
         self.strict = bool(strict)  # a row that breaks the schema: error (true) or counted skip
-        t = settings(TaskSettings, _plain(tasks), "tasks")
-        sp = settings(SplitSettings, _plain(splits), "splits")
-        enc = settings(EncodingSettings, _plain(encoding), "encoding")
-        ld = settings(LoaderSettings, _plain(loader), "loader")
+        t = settings(TaskSettings, plain(tasks), "tasks")
+        sp = settings(SplitSettings, plain(splits), "splits")
+        enc = settings(EncodingSettings, plain(encoding), "encoding")
+        ld = settings(LoaderSettings, plain(loader), "loader")
         self.settings = {"tasks": t, "splits": sp, "encoding": enc, "loader": ld}
         self.group_size, self.ground_concepts = int(ld.group_size), bool(t.ground_concepts)
-        plain = dict(_plain(corpora))  # a split set to null is disabled (as if removed)
-        self.corpora_spec = {k: v for k, v in plain.items() if v is not None}
+        corpora = dict(plain(corpora))  # a split set to null is disabled (as if removed)
+        self.corpora_spec = {k: v for k, v in corpora.items() if v is not None}
         self.tasks, self.val_tasks = t.train, t.eval_tasks
         self.tokenizer_path, self.tokenizer = tokenizer_path or llm_path, tokenizer
         self.corpus_tokenizer_path = tokenizer_path  # trained here when missing, never an LLM's
@@ -121,7 +111,7 @@ class SceneDataModule(L.LightningDataModule):
         self.batch_size = ld.batch_size
         self.val_batch_size = ld.val_batch_size or ld.batch_size
         self.num_workers, self.seed = ld.num_workers, seed
-        self.synthetic = dict(_plain(synthetic)) if synthetic else None
+        self.synthetic = dict(plain(synthetic)) if synthetic else None
         self.max_samples = dict(sp.max_samples or {})
         self.samples_per_epoch = ld.samples_per_epoch
         self.val_splits, self.test_splits = list(sp.val), list(sp.test)
@@ -187,7 +177,7 @@ class SceneDataModule(L.LightningDataModule):
         if self.tokenizer is None:
             if not self.tokenizer_path:
                 raise ValueError("no tokenizer: set data.tokenizer_path (or model.llm.path)")
-            from scalar.data.tokenizer import load_tokenizer
+            from scalar.core.tokenizer import load_tokenizer
 
             self.tokenizer = load_tokenizer(self.tokenizer_path)
         collator = Collator(self.tokenizer, self.region_tokens, self.mask_size, self.max_length)

@@ -9,9 +9,9 @@ as too long, and images that failed to decode while training or validating
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from scalar.core.io import write_json
 from scalar.data.scene import Skips
 
 
@@ -49,7 +49,7 @@ class SkipLedger:
             for name, skips in sorted(self.splits.items())
             if skips
         }
-        Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        write_json(path, data)
 
 
 def batch_split(datamodule, dataloader_idx: int) -> str:

@@ -8,7 +8,6 @@ descriptions and refs to them (e.g. Visual Genome with the same object ids).
 from __future__ import annotations
 
 import copy
-import json
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -164,8 +163,3 @@ def read_all(spec) -> Corpus:
     if len(corpora) == 1:
         return corpora[0]
     return merge_corpora(*corpora, inplace=not corpora[0].meta.get("shared"))
-
-
-def write_json(path: str | Path, data) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from scalar import tokens as T
+from scalar.core import tokens as T
 from scalar.data.sample import Sample
 from scalar.data.scene import Corpus, Scene
 

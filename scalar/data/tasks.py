@@ -13,7 +13,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 
-from scalar import tokens as T
+from scalar.core import tokens as T
+from scalar.core.boxes import pixel_box_text
 from scalar.data.chains import (
     ChainLevel,
     article,
@@ -26,7 +27,6 @@ from scalar.data.chains import (
 )
 from scalar.data.sample import PROMPT_KINDS, Sample, VisualPrompt
 from scalar.data.scene import Box, ImageInfo, Object, Scene
-from scalar.model.boxes import boxes_to_text
 
 PROMPTS = {
     "rec": "where is {expression}?",
@@ -41,9 +41,8 @@ CHAIN_TASK_LEVELS = ("supercategory", "category", "attributes", "relations")
 
 
 def box_text(box: Box, image: ImageInfo) -> str:
-    """Pixel box -> ``"[x1,y1,x2,y2]"``: coordinates / image size, ``round(v * 999)``."""
-    w, h = float(image.width), float(image.height)
-    return boxes_to_text((box[0] / w, box[1] / h, box[2] / w, box[3] / h))
+    """Pixel box -> ``"[x1,y1,x2,y2]"`` of ``image`` (:func:`scalar.core.boxes.pixel_box_text`)."""
+    return pixel_box_text(box, image.width, image.height)
 
 
 def center(box: Box) -> tuple[float, float]:

@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from scalar.core.io import write_json
 from scalar.data.imagecheck import check_decode
-from scalar.data.merge import clear_cache, read_all, write_json
+from scalar.data.merge import clear_cache, read_all
 from scalar.data.readers.common import strict_rows
 from scalar.data.scene import Corpus
 

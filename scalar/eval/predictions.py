@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from scalar.core.io import write_jsonl
 from scalar.data.sample import Sample
 
 
@@ -117,19 +116,6 @@ def prediction_record(
         "score": score,
         **extra,
     })  # fmt: skip
-
-
-def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
-    """Write records one JSON object per line (atomically); returns the count."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    n = 0
-    with open(tmp, "w") as f:
-        for rec in records:
-            f.write(json.dumps(_plain(rec), default=str) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
 
 
 def write_predictions(folder: Path, predictions: dict[str, dict[str, list[dict]]]) -> list[Path]:

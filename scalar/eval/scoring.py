@@ -24,14 +24,15 @@ from typing import Any
 
 import torch
 
+from scalar.core.batch import row_image, rows_by_task, select_rows
+from scalar.core.pictures import draw_boxes, image_for_sample
 from scalar.eval.predictions import prediction_record, true_objects
+from scalar.metrics.bootstrap import metric_intervals
 from scalar.metrics.caption import CaptionScores
 from scalar.metrics.classification import ClassificationAccuracy
 from scalar.metrics.grounding import THRESHOLDS, GroundedPR, RecBoxMetrics, mentions
 from scalar.metrics.keyed import KeyedRecordMetric
 from scalar.metrics.spatial_qa import SpatialQAMetrics
-from scalar.train.batch import row_image, rows_by_task, select_rows
-from scalar.train.pictures import draw_boxes, image_for_sample
 
 log = logging.getLogger(__name__)
 TASKS = ("rec", "roc", "caption", "spatial_qa", "grounded")
@@ -90,6 +91,8 @@ class TaskScorer:
         iou_thresholds: REC accuracies reported (``acc@<t>``).
         meteor / spice: caption scores computed when possible (:mod:`scalar.metrics.caption`).
         records: keep per-sample prediction records (eval.py writes them).
+        bootstrap: ``(resamples, seed)``: each task's figures get ``ci95``, 95% percentile
+            bootstrap intervals (:mod:`scalar.metrics.bootstrap`); 0 resamples: none.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class TaskScorer:
         meteor: bool = False,
         spice: bool = False,
         records: bool = True,
+        bootstrap: tuple[int, int] = (0, 0),
     ):
         unknown = sorted(set(tasks) - set(TASKS))
         if unknown:
@@ -106,6 +110,7 @@ class TaskScorer:
         self.tasks = tuple(t for t in TASKS if t in set(tasks))
         self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
         self.meteor, self.spice, self.records = bool(meteor), bool(spice), bool(records)
+        self.resamples, self.seed = int(bootstrap[0]), int(bootstrap[1])
         self.unavailable: dict[str, str] = {}  # caption scores not computed: one-line reasons
         self.reset()
 
@@ -180,6 +185,9 @@ class TaskScorer:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
                 values = {t: dict(state[t].compute()) for t in self.tasks}
+                for t in values if self.resamples > 0 else ():
+                    with state[t].sync_context():
+                        values[t]["ci95"] = metric_intervals(state[t], self.resamples, self.seed)
                 with state["predictions"].sync_context():
                     preds = state["predictions"].unique()
                 with state["skipped"].sync_context():
@@ -195,7 +203,8 @@ class TaskScorer:
                     rec = {**rec, "score": per_caption[key]}
                 by_task.setdefault(rec["task"], []).append(rec)
             for task, vals in values.items():
-                vals = vals if vals.get("n", 0) else dict(EMPTY)
+                if not vals.get("n", 0):
+                    vals = {**EMPTY, "ci95": {}} if self.resamples > 0 else dict(EMPTY)
                 vals["skipped"] = sum(r["task"] == task for r in skipped)
                 values[task] = vals
             out[split] = SplitScores(values, by_task, skipped)

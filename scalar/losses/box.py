@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from scalar.model.boxes import aligned_giou
+from scalar.core.boxes import aligned_giou
 from scalar.model.spatial import cell_centres
 
 

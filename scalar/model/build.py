@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from scalar.core.config import plain
 from scalar.model.bridge import QueryBridge
 from scalar.model.llm import build_llm, check_llm_path, set_offline
 from scalar.model.model import ScalarModel
@@ -18,23 +19,17 @@ from scalar.model.spatial import SpatialDecoder
 from scalar.model.vision import VisionTower
 
 
-def _plain(cfg: Any) -> dict:
+def _spec(cfg: Any) -> dict:
+    """A part's config as a dict of plain values (``None``: empty)."""
     if cfg is None:
         return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra
-        pass
-    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in dict(cfg).items()}
+    return {k: _spec(v) if isinstance(v, Mapping) else v for k, v in dict(plain(cfg)).items()}
 
 
 def _load_tokenizer(tokenizer, tokenizer_path, llm_path):
     if tokenizer is not None:
         return tokenizer
-    from scalar.data.tokenizer import load_tokenizer
+    from scalar.core.tokenizer import load_tokenizer
 
     path = tokenizer_path if tokenizer_path is not None else llm_path
     if path is None:
@@ -99,15 +94,15 @@ def build_model(
     master weights), and the optimizer only ever sees those.
     """
     set_offline()
-    vision, bridge, llm = _plain(vision), _plain(bridge), _plain(llm)
-    region, spatial = _plain(region), _plain(spatial)
+    vision, bridge, llm = _spec(vision), _spec(bridge), _spec(llm)
+    region, spatial = _spec(region), _spec(spatial)
     if meta_device:
         vision["pretrained"] = None  # nothing is read on the meta device
     else:
         check_weights(vision, llm)
     tok = _load_tokenizer(tokenizer, tokenizer_path, llm.get("path"))
     llm_kwargs = {k: v for k, v in llm.items() if k != "require_weights"}
-    spec = resolve_trainable(_plain(trainable), llm_kwargs)
+    spec = resolve_trainable(_spec(trainable), llm_kwargs)
     ctx = torch.device("meta") if meta_device else nullcontext()
     with ctx:
         tower = VisionTower(**vision)

@@ -41,7 +41,7 @@ def family_ids(tokenizer, generation_eos: int | None = None) -> tuple[int, int, 
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else generation_eos
     if eos is None:
         raise ValueError(
-            "the tokenizer has no eos token: load it with scalar.data.tokenizer.load_tokenizer "
+            "the tokenizer has no eos token: load it with scalar.core.tokenizer.load_tokenizer "
             "(which adds </s> as eos) or set eos_token in its tokenizer_config.json"
         )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from scalar import tokens as T
+from scalar.core import tokens as T
 
 
 def new_token_ids(tokenizer) -> list[int]:

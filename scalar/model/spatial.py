@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from scalar.model.boxes import denormalize_boxes
+from scalar.core.boxes import denormalize_boxes
 from scalar.model.region import fourier_encode
 
 _MIN_SIZE = 1e-3

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from scalar.core.boxes import aligned_iou, box_iou
 from scalar.metrics.text import normalize_answer, simple_tokenize
-from scalar.model.boxes import aligned_iou, box_iou
 from scalar.rewards.functions import as_boxes, iou_reward
 
 __all__ = [

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from scalar.core.boxes import aligned_iou, box_iou, parse_box_text
 from scalar.metrics.text import normalize_answer, simple_tokenize
-from scalar.model.boxes import aligned_iou, box_iou, parse_box_text
 
 __all__ = [
     "as_boxes",

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from scalar.core.batch import row_image
 from scalar.rl.grounding import greedy_texts, ground, ground_context, ground_rows, norm_box, to_px
 from scalar.rl.rollout import caption_sample, roc_sample
-from scalar.train.batch import row_image
 
 ROLES = ("describe", "format", "gdg", "ground")
 

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from scalar.core.batch import row_image
 from scalar.metrics.text import simple_tokenize
 from scalar.model.spatial import cell_centres
 from scalar.rl.rollout import caption_sample, collate_prompts, completion_batch, rec_sample
-from scalar.train.batch import row_image
 
 
 def norm_box(box_px: Sequence[float], size: Sequence[int]) -> tuple[float, ...]:

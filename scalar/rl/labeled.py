@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
+from scalar.core.batch import select_rows
 from scalar.rewards.cider import CiderD
-from scalar.train.batch import select_rows
 
 
 def labeled_prompts(batch: Mapping[str, Any], tasks: Sequence[str]) -> dict | None:

@@ -18,8 +18,8 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from scalar.data.dataset import load_image
+from scalar.data.resume import ResumableLoader
 from scalar.data.scene import Scene
-from scalar.train.resume import ResumableLoader
 
 PROPOSALS = ("components", "random")
 

@@ -19,7 +19,10 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from scalar.core.config import plain
+from scalar.core.pictures import same_size, wandb_boxes
 from scalar.eval.scoring import TASKS, Scored, TaskScorer, draw_rows, split_name, split_names
+from scalar.stages.clipping import clip_gradients
 from scalar.stages.nan_guard import (
     NAN_POLICIES,
     NanGuard,
@@ -27,24 +30,11 @@ from scalar.stages.nan_guard import (
     nan_guard_spec,
     sample_ids,
 )
-from scalar.train.pictures import same_size, wandb_boxes
-from scalar.train.strategies import clip_gradients
 
 log = logging.getLogger(__name__)
 
 EVAL_TASKS = ("rec", "roc", "caption")  # the default; any of scalar.eval.scoring.TASKS
 __all__ = ["NAN_POLICIES", "AlignModule", "NonFiniteLossError", "sample_ids"]
-
-
-def _plain(value: Any) -> Any:
-    """OmegaConf containers -> dicts / lists (anything else unchanged)."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    if isinstance(value, DictConfig | ListConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, tuple):
-        return list(value)
-    return value
 
 
 def _accepts(fn: Callable, name: str) -> bool:
@@ -101,17 +91,17 @@ class AlignModule(NanGuard, L.LightningModule):
         if unknown:
             raise ValueError(f"eval_tasks {unknown} not supported (choose from {TASKS})")
         # plain containers: hyper-parameters land in checkpoints loadable with weights_only
-        trainable = _plain(trainable)
+        trainable = plain(trainable)
         eval_tasks, image_mean, image_std = (
-            _plain(eval_tasks),
-            _plain(image_mean),
-            _plain(image_std),
+            plain(eval_tasks),
+            plain(image_mean),
+            plain(image_std),
         )
         self.model, self.loss = model, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         if trainable:
             model.set_trainable(dict(trainable))
-        self._init_nan_guard(**nan_guard_spec(_plain(nan_guard)))
+        self._init_nan_guard(**nan_guard_spec(plain(nan_guard)))
         self.do_generate = bool(generate)
         self.max_new_tokens, self.eval_tasks = int(max_new_tokens), tuple(eval_tasks)
         self.pictures, self.picture_dir = int(pictures), picture_dir

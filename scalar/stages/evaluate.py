@@ -4,7 +4,7 @@ Used with ``trainer.validate`` (or ``trainer.test``) so that it runs on one devi
 many. The scoring is :class:`scalar.eval.scoring.TaskScorer`'s, the same as training-time
 validation's. After the epoch, ``results`` (``{split: {task: metrics}}``), ``predictions``
 (``{split: {task: [record, ...]}}``), ``skipped`` and ``unavailable`` hold everything
-the run writes (see ``scalar.eval.run``).
+the run writes (see ``scalar.train.evaluate``).
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ class EvalModule(L.LightningModule):
         iou_thresholds: REC accuracies reported.
         meteor / spice: compute these caption scores when possible (``scalar.metrics.caption``).
         pictures: predicted (red) vs true (green) boxes drawn per split and drawn task, with
-            the prompt, the answer and the IoU (see ``scalar.train.pictures``).
+            the prompt, the answer and the IoU (see ``scalar.core.pictures``).
         picture_dir: folder holding ``pictures/`` (default: ``trainer.default_root_dir``).
         image_mean / image_std: de-normalise batch images when the file is unreadable.
+        bootstrap_resamples / bootstrap_seed: each task's figures get ``ci95`` (95%
+            percentile bootstrap intervals, ``scalar.metrics.bootstrap``); 0: none.
     """
 
     def __init__(
@@ -50,10 +52,13 @@ class EvalModule(L.LightningModule):
         picture_dir: str | None = None,
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
+        bootstrap_resamples: int = 1000,
+        bootstrap_seed: int = 0,
     ):
         super().__init__()
         self.model = model
-        self.scorer = TaskScorer(tasks, iou_thresholds, meteor=meteor, spice=spice)
+        self.scorer = TaskScorer(tasks, iou_thresholds, meteor=meteor, spice=spice,
+                                 bootstrap=(int(bootstrap_resamples), int(bootstrap_seed)))  # fmt: skip
         self.tasks = self.scorer.tasks
         self.max_new_tokens = int(max_new_tokens)
         self.pictures, self.picture_dir = int(pictures), picture_dir

@@ -19,13 +19,11 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from scalar.core.errors import UserError
+
 CKPT_DIR = "checkpoints"
 LAST = "last.ckpt"
 META = "meta.pt"  # Lightning's non-tensor part of a sharded checkpoint folder
-
-
-class UserError(Exception):
-    """A mistake in the command line or config: reported as one line, exit code 2."""
 
 
 def is_local(path: str) -> bool:

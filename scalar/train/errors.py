@@ -22,14 +22,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from scalar.core.errors import DataError, UserError
+
 EXIT_DATA = 1
 EXIT_USAGE = 2
 EXIT_SIGINT = 128 + int(signal.SIGINT)  # 130
 EXIT_SIGTERM = 128 + int(signal.SIGTERM)  # 143
-
-
-class DataError(Exception):
-    """A problem with the data or the run itself (not the command line): exit code 1."""
 
 
 def _oserror_line(err: OSError) -> tuple[str, int]:
@@ -47,7 +45,6 @@ def classify(err: BaseException) -> tuple[str, int] | None:
 
     from scalar.data.scene import AnnotationError
     from scalar.stages.nan_guard import NonFiniteLossError
-    from scalar.train.checkpoint import UserError
 
     if isinstance(err, SIGTERMException):
         from scalar.train.interrupt import received_signal

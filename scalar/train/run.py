@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -14,7 +13,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from scalar.core.io import write_json
 from scalar.data.ledger import record_skips
+from scalar.data.resume import make_resumable
 from scalar.train.callbacks import RngState, RunInfo
 from scalar.train.checkpoint import (
     CKPT_DIR,
@@ -29,17 +30,10 @@ from scalar.train.checkpoint import (
 from scalar.train.env import environment
 from scalar.train.interrupt import Interrupt
 from scalar.train.lineage import resolve_resume
-from scalar.train.resume import make_resumable
 from scalar.train.strategies import recompute_once
 from scalar.train.tokenizer_record import fingerprint, save_tokenizer, share_tokenizer
 
 log = logging.getLogger(__name__)
-
-
-def _container(cfg: Any) -> Any:
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
 
 
 def _objects(group: Any) -> list[Any]:
@@ -58,7 +52,8 @@ def build_optim(cfg: DictConfig) -> tuple[Any, Any]:
     """The optimizer partial and the scheduler partial (or ``None``) of ``cfg.optim``."""
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     scheduler = optim.pop("scheduler", None)
-    return instantiate(optim), instantiate(scheduler) if scheduler else None
+    # plain lists (betas): checkpoints hold no OmegaConf objects (torch.load weights_only)
+    return instantiate(optim, _convert_="all"), instantiate(scheduler) if scheduler else None
 
 
 def _local_rank_zero() -> bool:
@@ -225,12 +220,6 @@ def _best_ckpt(trainer: L.Trainer) -> str | None:
     cb = trainer.checkpoint_callback
     path = getattr(cb, "best_model_path", "") if cb is not None else ""
     return path or None
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def summary_table(metrics: dict[str, float]) -> str:

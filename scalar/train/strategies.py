@@ -1,5 +1,6 @@
 """Helpers for strategy configs: FSDP wrapping and activation-checkpointing policies, and
-gradient clipping that works under every strategy."""
+one recompute of each block (gradient clipping under every strategy is
+:mod:`scalar.stages.clipping`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-from scalar.train.checkpoint import UserError
+from scalar.core.errors import UserError
 
 
 def import_class(path: str) -> type:
@@ -94,42 +95,6 @@ class UniformDtypeWrapPolicy(ModuleWrapPolicy):
 def _loose_children(m: nn.Module, targets: dict, ignored: set[nn.Module]) -> Iterable[nn.Module]:
     """Children of ``m`` that are not units themselves (their parameters are ``m``'s unit's)."""
     return (c for c in m.children() if c not in targets and c not in ignored)
-
-
-def clip_gradients(module, optimizer, clip_val, algorithm) -> None:
-    """``configure_gradient_clipping`` for every strategy, precision and optimizer.
-
-    * FSDP: Lightning's FSDP precision plugin refuses norm clipping; a sharded model
-      computes the global norm with ``FullyShardedDataParallel.clip_grad_norm_`` (an
-      all-reduce of the shards' squared norms), which this calls.
-    * Mixed precision (``bf16-mixed``, ``16-mixed``) with an optimizer that unscales inside
-      its step (fused AdamW): Lightning's AMP plugin refuses to clip. Under ``bf16-mixed``
-      there is no loss scaling, so the gradients are clipped as they are; under
-      ``16-mixed`` the grad scaler unscales them first, after which its ``step`` hands the
-      fused kernel no scale (only the inf flag, so a step with inf gradients is still
-      skipped and the scale backs off).
-    * Elsewhere (fp32, DeepSpeed, which clips inside its engine) Lightning's own clipping.
-    """
-    if not clip_val:
-        return
-    from lightning.pytorch.plugins.precision import MixedPrecision
-    from torch.distributed.fsdp import FullyShardedDataParallel
-
-    wrapped = module.trainer.model
-    if isinstance(wrapped, FullyShardedDataParallel) and algorithm in (None, "norm"):
-        wrapped.clip_grad_norm_(clip_val)
-        return
-    plugin = module.trainer.precision_plugin
-    if isinstance(plugin, MixedPrecision) and getattr(optimizer, "_step_supports_amp_scaling", 0):
-        if plugin.scaler is not None:
-            plugin.scaler.unscale_(optimizer)  # Lightning leaves it to such optimizers' step
-        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        if algorithm == "value":
-            nn.utils.clip_grad_value_(params, clip_val)
-        else:
-            nn.utils.clip_grad_norm_(params, clip_val)
-        return
-    module.clip_gradients(optimizer, gradient_clip_val=clip_val, gradient_clip_algorithm=algorithm)
 
 
 def recompute_once(strategy, model: nn.Module) -> bool:

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from scalar.train.checkpoint import UserError
+from scalar.core.errors import UserError
 
 log = logging.getLogger(__name__)
 TOKENIZER_DIR = "tokenizer"  # the run folder's copy of the run's tokenizer
@@ -44,7 +44,7 @@ def share_tokenizer(model: Any, datamodule: Any) -> None:
     path = getattr(datamodule, "tokenizer_path", None)
     same_dir = path and Path(path).resolve() == Path(str(tok.name_or_path)).resolve()
     if theirs is None and path and not same_dir and Path(path).is_dir():
-        from scalar.data.tokenizer import load_tokenizer
+        from scalar.core.tokenizer import load_tokenizer
 
         theirs = load_tokenizer(path)
     if theirs is not None and theirs is not tok:

@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from scalar import tokens as T
+from scalar.core import tokens as T
+from scalar.core.boxes import parse_box_text
 from scalar.data.collate import Collator
 from scalar.data.dataset import SampleDataset, load_image
 from scalar.data.scene import ImageInfo, Object, RefExpr, Scene
 from scalar.data.tasks import TaskBuilder
 from scalar.data.tokenizer import train_tokenizer
-from scalar.model.boxes import parse_box_text
 
 W, H = 640, 427  # width != height
 BOXES = {

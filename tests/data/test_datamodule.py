@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from scalar import tokens as T
+from scalar.core import tokens as T
 from scalar.data.__main__ import compose
 
 SIZES = {"n_train": 24, "n_val": 6, "n_test": 6, "n_heldout": 6, "n_unlabeled": 3}

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from scalar import tokens as T
+from scalar.core import tokens as T
 from scalar.data.collate import IGNORE, Collator
 from scalar.data.dataset import MixtureSampler, SampleDataset
 from scalar.data.sample import Sample, VisualPrompt

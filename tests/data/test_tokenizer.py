@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from scalar import tokens as T
-from scalar.data.tokenizer import load_tokenizer, train_tokenizer
+from scalar.core import tokens as T
+from scalar.core.tokenizer import load_tokenizer
+from scalar.data.tokenizer import train_tokenizer
 
 TEXTS = [
     f"{T.BOS} where is the red circle left of the blue square ? {T.SEP} {T.BOX} {T.EOS}",

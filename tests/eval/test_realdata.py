@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from scalar.eval.predictions import read_jsonl
-from scalar.eval.run import evaluate
+from scalar.train.evaluate import evaluate
 from tests.conftest import compose_train
 from tests.eval.conftest import compose_eval
 from tests.paths import REALDATA

@@ -13,9 +13,9 @@ import torch
 from scalar.data.sample import Sample
 from scalar.data.scene import ImageInfo
 from scalar.eval.predictions import read_jsonl
-from scalar.eval.run import evaluate
 from scalar.eval.scoring import TaskScorer, draw_rows, split_name, split_names
 from scalar.metrics import cider_d
+from scalar.train.evaluate import evaluate
 from tests.conftest import CORPUS, TINY, compose_train
 from tests.eval.conftest import TRAIN
 
@@ -172,7 +172,9 @@ def test_validation_and_eval_give_identical_numbers(trained_run: Path, tiny_corp
     for split in ("val", "heldout"):
         for task in ("rec", "roc", "caption"):
             ours, theirs = val_scores[split].values[task], results["splits"][split][task]
+            intervals = theirs.pop("ci95")  # eval.py adds bootstrap intervals to the figures
             assert ours == theirs, (split, task)  # every value, exactly
+            assert set(intervals) <= set(ours)
     rec = results["splits"]["val"]["rec"]
     assert rec["n"] > 0 and rec["acc@0.25"] > 0  # an informative comparison
     assert results["splits"]["val"]["roc"]["n"] > 0 and results["splits"]["val"]["caption"]["n"]

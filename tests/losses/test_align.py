@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from scalar.core.boxes import aligned_giou
 from scalar.losses import BoxLoss, InfoNCELoss, TDistContrastiveLoss
 from scalar.losses.align import AlignLoss
-from scalar.model.boxes import aligned_giou
 
 
 def _inputs(seed: int = 0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scalar import tokens as T
+from scalar.core import tokens as T
 
 SENTENCES = [
     "where is the red circle ?",

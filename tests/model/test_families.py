@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from scalar import tokens as T
+from scalar.core import tokens as T
+from scalar.core.tokenizer import load_tokenizer
 from scalar.data.collate import IGNORE, Collator
 from scalar.data.sample import Sample, VisualPrompt
 from scalar.data.scene import ImageInfo
-from scalar.data.tokenizer import load_tokenizer
 from scalar.model.build import build_model
 from scalar.model.families import lora_targets
 from tests.families import FAMILIES, family_dir

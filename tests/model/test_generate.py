@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from scalar.model.boxes import parse_box_text
+from scalar.core.boxes import parse_box_text
 from scalar.model.generate import filter_logits
 
 from .conftest import force

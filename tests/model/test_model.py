@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scalar import tokens as T
+from scalar.core import tokens as T
 
 from .conftest import build_batch
 

@@ -106,8 +106,8 @@ def test_component_proposals_find_isolated_objects_without_labels(tiny_corpus: P
 
 
 def test_take_rows_keeps_rows_pointing_at_their_images():
+    from scalar.core.batch import row_image
     from scalar.rl.rollout import repeat_rows, take_rows
-    from scalar.train.batch import row_image
 
     batch = {
         "prompt_input_ids": torch.tensor([[1], [2], [3]]),

@@ -118,7 +118,7 @@ def test_fsdp_strategy_wraps_decoder_layers_and_vision_blocks(state_dict_type: s
 
 
 def test_fsdp_bad_layer_name_is_a_clear_error():
-    from scalar.train.checkpoint import UserError
+    from scalar.core.errors import UserError
     from scalar.train.strategies import layer_classes
 
     with pytest.raises(UserError, match="nopackage"):

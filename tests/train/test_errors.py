@@ -109,7 +109,7 @@ def test_a_bad_eval_checkpoint_is_one_line(tmp_path, capsys):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from scalar.eval.run import evaluate
+    from scalar.train.evaluate import evaluate
 
     bad = _bad_checkpoints(tmp_path)["garbage"]
     GlobalHydra.instance().clear()

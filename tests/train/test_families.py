@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from scalar.data.tokenizer import load_tokenizer
-from scalar.train.checkpoint import UserError, load_checkpoint_file
+from scalar.core.errors import UserError
+from scalar.core.tokenizer import load_tokenizer
+from scalar.train.checkpoint import load_checkpoint_file
 from scalar.train.run import build, train
 from scalar.train.tokenizer_record import fingerprint
 from tests.eval.conftest import compose_eval, eval_args
@@ -37,8 +38,8 @@ def _first_lm(run: Path) -> float:
 
 def _train_and_eval(family, make_cfg, tmp_path, tmp_path_factory, tiny_corpus, *extra):
     """Train 4 steps on the default task mixture, evaluate and predict with the checkpoint."""
-    from scalar.eval.predict import main as predict_main
-    from scalar.eval.run import evaluate
+    from scalar.train.evaluate import evaluate
+    from scalar.train.predict import main as predict_main
 
     path = family_dir(tmp_path_factory, family)
     cfg = make_cfg("model=hf_tiny", f"model.llm.path={path}", *extra)
@@ -75,7 +76,7 @@ def test_qwen2_trains_evaluates_and_keeps_one_tokenizer(
     with pytest.raises(UserError, match="one run has one tokenizer"):
         build(bad)
     # so is evaluating the checkpoint with another tokenizer; the run folder's copy is named
-    from scalar.eval.run import evaluate
+    from scalar.train.evaluate import evaluate
 
     ecfg = compose_eval(eval_args(tiny_corpus, tmp_path / "logs", f"ckpt={ckpt}",
                                   f"paths.output_dir={tmp_path / 'e2'}",

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from scalar.train.checkpoint import UserError
+from scalar.core.errors import UserError
 from scalar.train.lineage import differences, resolve_resume
 
 

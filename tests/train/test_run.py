@@ -134,7 +134,7 @@ def test_resume_across_an_epoch_end_matches_uninterrupted_run(make_cfg, tmp_path
 
 
 def test_ckpt_path_last_and_missing_checkpoint(make_cfg, tmp_path):
-    from scalar.train.checkpoint import UserError
+    from scalar.core.errors import UserError
 
     with pytest.raises(UserError, match="checkpoint not found: .*nope.ckpt"):
         build(make_cfg(f"ckpt_path={tmp_path / 'nope.ckpt'}"))

@@ -46,8 +46,8 @@ def run_files(tmp_path: Path) -> Path:
 def test_predictions_table_has_box_thumbnails_and_pictures_are_logged(offline_logger, tmp_path):
     import wandb
 
+    from scalar.core.pictures import draw_boxes, wandb_thumbnail
     from scalar.eval.report import wandb_pictures, wandb_tables
-    from scalar.train.pictures import draw_boxes, wandb_thumbnail
 
     missing = {**record(9, IMAGE), "image": str(tmp_path / "absent.jpg")}
     records = [record(0, IMAGE), record(1, IMAGE), record(2, IMAGE), missing]

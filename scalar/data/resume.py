@@ -14,11 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-
-def _rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+from scalar.core.dist import rank_world
 
 
 class _EpochSetter:
@@ -97,7 +93,7 @@ class ResumableLoader:
 
     def _order(self) -> list[int]:
         n = len(self.dataset)
-        rank, world = _rank_world()
+        rank, world = rank_world()
         if self.shuffle and self.order == "dataloader" and world == 1:
             return dataloader_order(n, self.seed, self.epoch)
         if self.shuffle:
@@ -119,7 +115,7 @@ class ResumableLoader:
         return batches
 
     def __len__(self) -> int:
-        _, world = _rank_world()
+        _, world = rank_world()
         n = -(-len(self.dataset) // world)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 

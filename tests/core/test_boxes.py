@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision.ops as tvo
 
-from scalar.model import boxes as B
+from scalar.core import boxes as B
 
 
 def _random_boxes(n, seed):

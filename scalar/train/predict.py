@@ -1,8 +1,8 @@
 """Ask a checkpoint about one image: prints the answer (and boxes in pixels), saves a picture.
 
-    python -m scalar.eval.predict ckpt=<file|run folder|last> image=<file> prompt="where is the red circle?"
-    python -m scalar.eval.predict ckpt=... image=... prompt="what is <region>?" box=[10,20,60,80]
-    python -m scalar.eval.predict ckpt=... image=... prompt="describe <region>." point=[40,52]
+    python predict.py ckpt=<file|run folder|last> image=<file> prompt="where is the red circle?"
+    python predict.py ckpt=... image=... prompt="what is <region>?" box=[10,20,60,80]
+    python predict.py ckpt=... image=... prompt="describe <region>." point=[40,52]
 
 ``image``, ``prompt``, ``box``, ``point`` and ``out`` are short for ``predict.<key>``;
 other ``conf/eval.yaml`` keys (``max_new_tokens=...``, ``model.*``) work as in eval.py.
@@ -20,8 +20,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from scalar import tokens as T
-from scalar.train.checkpoint import UserError
+from scalar.core import tokens as T
+from scalar.core.errors import UserError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 SHORT = ("image", "prompt", "box", "point", "out")
@@ -77,11 +77,11 @@ def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
     """Load the checkpoint's model, answer ``cfg.predict.prompt`` about ``cfg.predict.image``."""
     from hydra.utils import instantiate
 
+    from scalar.core.pictures import draw_boxes
     from scalar.data.collate import Collator
     from scalar.data.dataset import load_image
-    from scalar.eval.run import model_config, resolve_eval_ckpt
     from scalar.train.checkpoint import load_checkpoint_file, load_weights
-    from scalar.train.pictures import draw_boxes
+    from scalar.train.evaluate import model_config, resolve_eval_ckpt
 
     p = cfg.predict
     if not p.get("image"):
@@ -163,7 +163,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"box {k} ({fmt}, xyxy pixels): [{', '.join(f'{v:.1f}' for v in box)}]")
     print(f"picture: {result['picture']}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

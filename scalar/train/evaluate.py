@@ -18,6 +18,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from scalar.core.io import write_json
 from scalar.eval.data import EvalDataModule
 from scalar.eval.predictions import write_predictions
 from scalar.eval.report import (
@@ -38,7 +39,7 @@ from scalar.train.checkpoint import (
     resolve_ckpt_path,
 )
 from scalar.train.env import environment
-from scalar.train.run import _objects, wandb_sweep_names, write_json
+from scalar.train.run import _objects, wandb_sweep_names
 
 log = logging.getLogger(__name__)
 SCENE_DATAMODULE = "scalar.data.datamodule.SceneDataModule"
@@ -152,6 +153,8 @@ def build(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]
         picture_dir=str(run_dir),
         image_mean=list(vision["mean"]) if vision.get("mean") else None,
         image_std=list(vision["std"]) if vision.get("std") else None,
+        bootstrap_resamples=int(cfg.get("bootstrap_resamples") or 0),
+        bootstrap_seed=int(cfg.get("bootstrap_seed") or 0),
     )
     wandb_sweep_names(cfg)
     loggers = _objects(cfg.get("logger"))
@@ -197,7 +200,14 @@ def assemble(cfg: DictConfig, parts: dict[str, Any], module: EvalModule) -> dict
         for split, by_task in per_split.items()
         for task, values in by_task.items()
         for name, value in values.items()
+        if name != "ci95"
     }
+    flat.update({
+        f"{split}/{task}/{name}/ci95": ci
+        for split, by_task in per_split.items()
+        for task, values in by_task.items()
+        for name, ci in (values.get("ci95") or {}).items()
+    })  # fmt: skip
     return {
         "checkpoint": parts["ckpt_path"],
         "protocol": protocol(cfg, parts["tasks"]),

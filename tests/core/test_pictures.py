@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scalar.train.pictures import (
+from scalar.core.pictures import (
     FONT_PX,
     GIVEN,
     MIN_LONG_SIDE,

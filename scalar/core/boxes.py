@@ -1,7 +1,10 @@
-"""Box operations on ``xyxy`` tensors and the textual ``[x1,y1,x2,y2]`` format.
+"""Box codecs: operations on ``xyxy`` tensors, pixel <-> [0, 1] coordinates, and the
+textual ``[x1,y1,x2,y2]`` format.
 
-All functions take boxes as ``[..., 4]`` float tensors ``(x1, y1, x2, y2)``. Pairwise
-functions return ``[N, M]``; the ``aligned`` ones compare row ``i`` with row ``i``.
+Tensor functions take boxes as ``[..., 4]`` float tensors ``(x1, y1, x2, y2)``. Pairwise
+functions return ``[N, M]``; the ``aligned`` ones compare row ``i`` with row ``i``. The
+data side works on one pixel box at a time: ``box01`` (what the collate puts in a batch)
+and ``pixel_box_text`` (what a textual target says) are relative to the original image.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import re
 import torch
 from torch import Tensor
 
-from scalar.tokens import COORD_BINS
+from scalar.core.tokens import COORD_BINS
 
 _EPS = 1e-7
 _MAX_INT = COORD_BINS - 1
@@ -99,6 +102,11 @@ def clamp01(boxes: Tensor) -> Tensor:
     return boxes.clamp(0.0, 1.0)
 
 
+def box01(box, width: float, height: float) -> list[float]:
+    """One pixel box ``(x1, y1, x2, y2)`` -> [0, 1] coordinates of a ``width x height`` image."""
+    return [box[0] / width, box[1] / height, box[2] / width, box[3] / height]
+
+
 def _to_int(v: float) -> int:
     return int(min(max(round(float(v) * _MAX_INT), 0), _MAX_INT))
 
@@ -112,6 +120,11 @@ def boxes_to_text(box01) -> str:
     if len(vals) not in (2, 4):
         raise ValueError(f"boxes_to_text expects 2 or 4 values, got {len(vals)}")
     return "[" + ",".join(str(_to_int(v)) for v in vals) + "]"
+
+
+def pixel_box_text(box, width: float, height: float) -> str:
+    """One pixel box -> ``"[x1,y1,x2,y2]"``: coordinates / image size, ``round(v * 999)``."""
+    return boxes_to_text(box01(box, float(width), float(height)))
 
 
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
