@@ -99,7 +99,7 @@ def test_training_step_and_generation(make_cfg, request):
 
 def test_rl_step(tiny_corpus, align_ckpt, tmp_path, request):  # noqa: F811
     base = tiny_overrides(tiny_corpus, tmp_path / "logs", tmp_path / "run")
-    cfg = compose_train([*base, *RL_FAST, "rl.algo=grpo", f"init_from={align_ckpt}", "debug=fdr"])
+    cfg = compose_train([*base, *RL_FAST, "rl/algo=grpo", f"init_from={align_ckpt}", "debug=fdr"])
     with deprecations_from_scalar(request.config) as found:
         parts = build(cfg)
         parts["trainer"].fit(parts["module"], datamodule=parts["datamodule"])
