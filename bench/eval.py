@@ -47,8 +47,8 @@ def rec_batches(args) -> tuple[object, list[dict], str]:
     from hydra.utils import instantiate
     from omegaconf import open_dict
 
-    from scalar.train.checkpoint import load_checkpoint_file
-    from scalar.train.evaluate import data_config, load_weights, model_config
+    from scalar.train.checkpoint import load_checkpoint_file, load_weights
+    from scalar.train.evaluate import data_config, model_config
 
     data_dir = ROOT / "data"
     extra: list[str] = []

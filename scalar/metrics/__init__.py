@@ -1,13 +1,20 @@
-"""Evaluation metrics (torchmetrics): REC Acc@0.5, text accuracy, caption CIDEr-D."""
+"""Evaluation metrics (torchmetrics, records gathered across ranks): one family, used by
+training-time validation and eval.py alike through :mod:`scalar.eval.scoring`."""
 
-from scalar.metrics.caption import CaptionCIDEr, cider_d
-from scalar.metrics.rec import RecAccuracy
-from scalar.metrics.text import TextAccuracy, normalize_answer, simple_tokenize
+from scalar.metrics.caption import CaptionScores, caption_scores, cider_d
+from scalar.metrics.classification import ClassificationAccuracy
+from scalar.metrics.grounding import THRESHOLDS, GroundedPR, RecBoxMetrics
+from scalar.metrics.spatial_qa import SpatialQAMetrics
+from scalar.metrics.text import normalize_answer, simple_tokenize
 
 __all__ = [
-    "CaptionCIDEr",
-    "RecAccuracy",
-    "TextAccuracy",
+    "THRESHOLDS",
+    "CaptionScores",
+    "ClassificationAccuracy",
+    "GroundedPR",
+    "RecBoxMetrics",
+    "SpatialQAMetrics",
+    "caption_scores",
     "cider_d",
     "normalize_answer",
     "simple_tokenize",

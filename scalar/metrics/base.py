@@ -44,21 +44,3 @@ def group_keys(meta: dict[str, Any] | None) -> tuple[str, ...]:
         if meta.get(field):
             keys.append(str(meta[field]))
     return tuple(keys)
-
-
-def grouped_mean(records: list[tuple[float, tuple[str, ...]]], name: str) -> dict[str, float]:
-    """``{name: mean, 'group/name': mean per group}`` over ``(value, groups)`` records.
-
-    An empty record list gives ``nan`` for ``name`` (nothing was measured).
-    """
-    if not records:
-        return {name: float("nan")}
-    out = {name: sum(v for v, _ in records) / len(records)}
-    groups: dict[str, list[float]] = {}
-    for value, keys in records:
-        for key in keys:
-            groups.setdefault(key, []).append(value)
-    for key in sorted(groups):
-        vals = groups[key]
-        out[f"{key}/{name}"] = sum(vals) / len(vals)
-    return out

@@ -1,14 +1,16 @@
 """Stage 1, spatial-concept alignment: LM + box + region-concept contrastive training.
 
 ``AlignModule`` wraps the shared ``ScalarModel`` and an ``AlignLoss``; validation adds
-greedy generation for REC (Acc@0.5), referring object classification (accuracy) and
-region captioning (CIDEr-D), plus pictures of predicted vs true boxes.
+greedy generation scored by :class:`scalar.eval.scoring.TaskScorer` (the scorer of
+eval.py: REC Acc@t and mIoU on pixel boxes, referring object classification accuracy,
+caption CIDEr-D / BLEU-4 / ROUGE-L), plus pictures of predicted vs true boxes.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,9 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from scalar.core.batch import row_image, rows_by_task, select_rows
 from scalar.core.config import plain
-from scalar.core.pictures import draw_boxes, image_for_sample, same_size, wandb_boxes
-from scalar.metrics import CaptionCIDEr, RecAccuracy, TextAccuracy
+from scalar.core.pictures import same_size, wandb_boxes
+from scalar.eval.scoring import TASKS, Scored, TaskScorer, draw_rows, split_name, split_names
 from scalar.stages.clipping import clip_gradients
 from scalar.stages.nan_guard import (
     NAN_POLICIES,
@@ -32,7 +33,7 @@ from scalar.stages.nan_guard import (
 
 log = logging.getLogger(__name__)
 
-EVAL_TASKS = ("rec", "roc", "caption")
+EVAL_TASKS = ("rec", "roc", "caption")  # the default; any of scalar.eval.scoring.TASKS
 __all__ = ["NAN_POLICIES", "AlignModule", "NonFiniteLossError", "sample_ids"]
 
 
@@ -60,8 +61,8 @@ class AlignModule(NanGuard, L.LightningModule):
             the policy to non-finite gradients (one norm per step) (``scalar.stages.nan_guard``).
         generate: run greedy generation in validation/test for the task metrics.
         max_new_tokens: generation budget per row.
-        eval_tasks: tasks scored with generation (rec, roc, caption).
-        iou_threshold: REC hit threshold.
+        eval_tasks: tasks scored with generation (``scalar.eval.scoring.TASKS``).
+        iou_threshold: REC hit threshold (logged ``val/rec/acc@<t>``, with ``miou``...).
         pictures: images drawn on the first validation batch of each epoch (0: none), saved
             as ``pictures/epoch{E}_step{S}_{k}.png`` (``validate_{k}.png`` outside fitting).
         picture_dir: folder holding ``pictures/`` (default: ``trainer.default_root_dir``).
@@ -86,9 +87,9 @@ class AlignModule(NanGuard, L.LightningModule):
         image_std: Sequence[float] | None = None,
     ):
         super().__init__()
-        unknown = sorted(set(eval_tasks) - set(EVAL_TASKS))
+        unknown = sorted(set(eval_tasks) - set(TASKS))
         if unknown:
-            raise ValueError(f"eval_tasks {unknown} not supported (choose from {EVAL_TASKS})")
+            raise ValueError(f"eval_tasks {unknown} not supported (choose from {TASKS})")
         # plain containers: hyper-parameters land in checkpoints loadable with weights_only
         trainable = plain(trainable)
         eval_tasks, image_mean, image_std = (
@@ -107,7 +108,7 @@ class AlignModule(NanGuard, L.LightningModule):
         self.image_mean, self.image_std = image_mean, image_std
         self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler"])
         self.iou_threshold = float(iou_threshold)
-        self._metrics: dict[int, dict[str, Any]] = {}  # per eval dataloader: rec, roc, caption
+        self.scorer = TaskScorer(self.eval_tasks, [self.iou_threshold], records=False)
         self.picture_paths: list[Path] = []
 
     # ------------------------------------------------------------------ training
@@ -144,10 +145,10 @@ class AlignModule(NanGuard, L.LightningModule):
         self._eval_step("test", batch, batch_idx, dataloader_idx)
 
     def on_validation_epoch_start(self) -> None:
-        self._metrics = {}
+        self.scorer.reset(split_names(self.trainer, "val"))
 
     def on_test_epoch_start(self) -> None:
-        self._metrics = {}
+        self.scorer.reset(split_names(self.trainer, "test"))
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
@@ -155,132 +156,66 @@ class AlignModule(NanGuard, L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
 
-    def metrics_for(self, dataloader_idx: int) -> dict[str, Any]:
-        """The task metrics of one evaluation dataloader (created on first use)."""
-        if dataloader_idx not in self._metrics:
-            self._metrics[dataloader_idx] = {
-                "rec": RecAccuracy(self.iou_threshold).to(self.device),
-                "roc": TextAccuracy().to(self.device),
-                "caption": CaptionCIDEr().to(self.device),
-            }
-        return self._metrics[dataloader_idx]
-
     def split_prefix(self, stage: str, dataloader_idx: int) -> str:
         """``val`` for the first eval dataloader, ``val/<split>`` for the others."""
         if dataloader_idx == 0:
             return stage
-        names = []
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "eval_split_names"):
-            names = dm.eval_split_names(stage)
-        name = names[dataloader_idx] if dataloader_idx < len(names) else f"dl{dataloader_idx}"
-        return f"{stage}/{name}"
+        return f"{stage}/{split_name(self.trainer, stage, dataloader_idx)}"
 
     def _eval_step(self, stage: str, batch, batch_idx: int, dataloader_idx: int) -> None:
-        if "input_ids" not in batch:  # every sample's image was unreadable (counted, left out)
+        if "input_ids" in batch:  # else every sample's image was unreadable (counted)
+            terms = self.loss(self.model(batch), batch)
+            # sync_dist: the epoch value averages every rank's share of the split
+            opts = {"on_step": False, "on_epoch": True, "add_dataloader_idx": False,
+                    "sync_dist": True}  # fmt: skip
+            prefix = self.split_prefix(stage, dataloader_idx)
+            self._log_terms(prefix, terms, len(batch["input_ids"]), **opts)
+        sanity = self.trainer.sanity_checking
+        if not self.do_generate or sanity and batch_idx > 0:
             return
-        bs = len(batch["input_ids"])
-        prefix = self.split_prefix(stage, dataloader_idx)
-        terms = self.loss(self.model(batch), batch)
-        # sync_dist: the epoch value averages every rank's share of the split
-        opts = {"on_step": False, "on_epoch": True, "add_dataloader_idx": False, "sync_dist": True}
-        self._log_terms(prefix, terms, bs, **opts)
-        if not self.do_generate or self.trainer.sanity_checking and batch_idx > 0:
-            return
-        groups = rows_by_task(batch.get("samples") or [], self.eval_tasks)
-        rows = sorted(r for rs in groups.values() for r in rs)
-        if not rows or "prompt_input_ids" not in batch:
-            return
-        sub = select_rows(batch, rows) if len(rows) < bs else batch
-        gen = self.model.generate(sub, max_new_tokens=self.max_new_tokens, do_sample=False)
-        where = {r: j for j, r in enumerate(rows)}
-        self._score(self.metrics_for(dataloader_idx), sub, gen, groups, where)
-        if (
-            stage == "val"
-            and batch_idx == 0
-            and dataloader_idx == 0
-            and self.pictures > 0
-            and not self.trainer.sanity_checking
-        ):
-            self._draw(sub, gen, [where[r] for r in groups.get("rec", [])])
-
-    def _score(
-        self, metrics, sub, gen, groups: dict[str, list[int]], where: dict[int, int]
-    ) -> None:
-        samples = sub["samples"]
-        if groups.get("rec"):
-            js = [where[r] for r in groups["rec"]]
-            pred = torch.full((len(js), 4), float("nan"))
-            true = torch.zeros(len(js), 4)
-            tb, tbatch = sub["target_boxes"].float().cpu(), sub["target_batch"].cpu()
-            for k, j in enumerate(js):
-                if gen["boxes"][j]:
-                    pred[k] = torch.as_tensor(gen["boxes"][j][0], dtype=torch.float32)
-                own = tb[tbatch == j]
-                if len(own):
-                    true[k] = own[0]
-            metrics["rec"].update(pred, true, [samples[j].meta for j in js])
-        if groups.get("roc"):
-            js = [where[r] for r in groups["roc"]]
-            answers = [samples[j].meta.get("answers") or samples[j].target for j in js]
-            metrics["roc"].update(
-                [gen["texts"][j] for j in js], answers, [samples[j].meta for j in js]
-            )
-        if groups.get("caption"):
-            js = [where[r] for r in groups["caption"]]
-            refs = [samples[j].meta.get("references") or [samples[j].target] for j in js]
-            metrics["caption"].update([gen["texts"][j] for j in js], refs)
+        split = split_name(self.trainer, stage, dataloader_idx)
+        scored = self.scorer.step(self.model, batch, split, self.max_new_tokens)
+        first = stage == "val" and batch_idx == 0 and dataloader_idx == 0
+        if scored is not None and first and self.pictures > 0 and not sanity:
+            self._draw(scored)
 
     def _log_metrics(self, stage: str) -> None:
         if not self.do_generate or self.trainer.sanity_checking:
-            self._metrics = {}
+            self.scorer.reset()
             return
+        names = split_names(self.trainer, stage)
+        first = names[0] if names else "dl0"
+        monitored = f"{stage}/rec/acc@{self.iou_threshold:g}"
         values: dict[str, float] = {}
         if "rec" in self.eval_tasks:
-            self.metrics_for(0)  # the monitored val/rec/acc@0.5 always exists (nan if unscored)
-        for idx in sorted(self._metrics):
-            prefix = self.split_prefix(stage, idx)
-            for task, metric in self._metrics[idx].items():
-                if metric.records:
-                    values.update({f"{prefix}/{task}/{k}": v for k, v in metric.compute().items()})
-                elif idx == 0 and task == "rec":
-                    values[f"{prefix}/rec/{metric.name}"] = float("nan")
-        for name, value in values.items():  # computed from every rank's records: the same
-            self.log(name, float(value), prog_bar=name == f"{stage}/rec/acc@0.5", sync_dist=True)
-        self._metrics = {}
+            values[monitored] = float("nan")  # always exists (nan when nothing was scored)
+        for split, scores in self.scorer.finish().items():  # gathered from every rank
+            prefix = stage if split == first else f"{stage}/{split}"
+            for task, vals in scores.values.items():
+                if not vals.get("n"):
+                    continue
+                for name, value in vals.items():
+                    if isinstance(value, int | float) and math.isfinite(value):
+                        values[f"{prefix}/{task}/{name}"] = float(value)
+        for name, value in values.items():  # the same on every rank
+            self.log(name, value, prog_bar=name == monitored, sync_dist=True)
 
     # ------------------------------------------------------------------ pictures
-    def _draw(self, sub, gen, js: list[int]) -> None:
-        js = js[: self.pictures]
-        if not js:
-            return
+    def _draw(self, scored: Scored) -> None:
         root = Path(self.picture_dir or self.trainer.default_root_dir) / "pictures"
-        root.mkdir(parents=True, exist_ok=True)
-        tb, tbatch = sub["target_boxes"].float().cpu(), sub["target_batch"].cpu()
         # epoch{E}_step{S} while fitting; "validate" for a stand-alone (e.g. final) validation
         fitting = self.trainer.state.fn == "fit"
         stem = (
             f"epoch{self.current_epoch:03d}_step{self.global_step:06d}" if fitting else "validate"
         )
-        images, boxes, captions = [], [], []
-        for k, j in enumerate(js):
-            sample = sub["samples"][j]
-            try:
-                img = image_for_sample(sample, row_image(sub, j), self.image_mean, self.image_std)
-            except (FileNotFoundError, OSError) as err:
-                log.warning("no picture for %s: %s", sample_ids({"samples": [sample]}), err)
-                continue
-            pred = [list(map(float, b)) for b in gen["boxes"][j][:1]]
-            true = tb[tbatch == j][:1].tolist()
-            text = sample.prompt.split("<sep>")[0][-80:]
-            pic = draw_boxes(img, pred, true, prompt=sample.prompt, answer=gen["texts"][j])
-            path = root / f"{stem}_{k}.png"
-            pic.save(path)
-            self.picture_paths.append(path)
-            images.append(pic)
-            boxes.append(wandb_boxes(pred, true, gen["texts"][j]))
-            captions.append(text)
-        self._log_wandb_images(images, boxes, captions)
+        paths = (root / f"{stem}_{k}.png" for k in range(self.pictures))
+        drawn = draw_rows(scored, "rec", paths, self.image_mean, self.image_std)
+        self.picture_paths.extend(p.path for p in drawn)
+        self._log_wandb_images(
+            [p.image for p in drawn],
+            [wandb_boxes(p.pred01, p.true01, p.answer) for p in drawn],
+            [p.prompt.split("<sep>")[0][-80:] for p in drawn],
+        )
 
     def _log_wandb_images(self, images, boxes, captions) -> None:
         from lightning.pytorch.loggers import WandbLogger

@@ -1,49 +1,26 @@
 """``EvalModule``: one greedy decode per sample and the task metrics, per split.
 
 Used with ``trainer.validate`` (or ``trainer.test``) so that it runs on one device or
-many: metrics keep per-sample records keyed by ``(split, dataset index)`` and gather
-them across ranks, so a distributed sampler's padded duplicates count once. After the
-epoch, ``results`` (``{split: {task: metrics}}``), ``predictions``
+many. The scoring is :class:`scalar.eval.scoring.TaskScorer`'s, the same as training-time
+validation's. After the epoch, ``results`` (``{split: {task: metrics}}``), ``predictions``
 (``{split: {task: [record, ...]}}``), ``skipped`` and ``unavailable`` hold everything
 the run writes (see ``scalar.train.evaluate``).
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from torch import nn
 
-from scalar.core.batch import row_image, rows_by_task, select_rows
-from scalar.core.pictures import draw_boxes, image_for_sample
-from scalar.eval.predictions import prediction_record, true_objects
-from scalar.metrics.bootstrap import metric_intervals
-from scalar.metrics.captions_full import CaptionScores
-from scalar.metrics.classification import ClassificationAccuracy
-from scalar.metrics.grounding import THRESHOLDS, GroundedPR, RecBoxMetrics, mentions
-from scalar.metrics.keyed import KeyedRecordMetric
-from scalar.metrics.spatial_qa import SpatialQAMetrics
+from scalar.eval.scoring import DRAWN, TASKS, TaskScorer, draw_rows, split_name, split_names
+from scalar.metrics.grounding import THRESHOLDS
 
-log = logging.getLogger(__name__)
-TASKS = ("rec", "roc", "caption", "spatial_qa", "grounded")
-DRAWN = ("rec", "grounded")  # tasks whose predicted vs true boxes are drawn
-
-
-class PredictionLog(KeyedRecordMetric):
-    """Per-sample prediction records (gathered across ranks like the metrics)."""
-
-    def update(self, records: list[dict[str, Any]], keys=None) -> None:
-        self._add(keys, records)
-
-    def compute(self) -> dict[str, int]:
-        return {"n": len(self.unique())}
+__all__ = ["DRAWN", "TASKS", "EvalModule"]
 
 
 class EvalModule(L.LightningModule):
@@ -54,7 +31,7 @@ class EvalModule(L.LightningModule):
         tasks: tasks scored (rows of other tasks in a batch are ignored).
         max_new_tokens: generation budget per sample (greedy, KV cache).
         iou_thresholds: REC accuracies reported.
-        meteor / spice: compute these caption scores when possible (see captions_full).
+        meteor / spice: compute these caption scores when possible (``scalar.metrics.caption``).
         pictures: predicted (red) vs true (green) boxes drawn per split and drawn task, with
             the prompt, the answer and the IoU (see ``scalar.core.pictures``).
         picture_dir: folder holding ``pictures/`` (default: ``trainer.default_root_dir``).
@@ -79,52 +56,23 @@ class EvalModule(L.LightningModule):
         bootstrap_seed: int = 0,
     ):
         super().__init__()
-        unknown = sorted(set(tasks) - set(TASKS))
-        if unknown:
-            raise ValueError(f"unknown eval task(s) {unknown}; valid: {list(TASKS)}")
         self.model = model
-        self.tasks = tuple(t for t in TASKS if t in set(tasks))
+        self.scorer = TaskScorer(tasks, iou_thresholds, meteor=meteor, spice=spice,
+                                 bootstrap=(int(bootstrap_resamples), int(bootstrap_seed)))  # fmt: skip
+        self.tasks = self.scorer.tasks
         self.max_new_tokens = int(max_new_tokens)
-        self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
-        self.meteor, self.spice = bool(meteor), bool(spice)
         self.pictures, self.picture_dir = int(pictures), picture_dir
         self.image_mean, self.image_std = image_mean, image_std
-        self.bootstrap_resamples = int(bootstrap_resamples)
-        self.bootstrap_seed = int(bootstrap_seed)
-        self._state: dict[str, dict[str, Any]] = {}
         self._drawn: dict[tuple[str, str], int] = {}
-        self._counts: dict[str, int] = {}
         self.results: dict[str, dict[str, dict[str, float | int]]] = {}
         self.predictions: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self.skipped: dict[str, list[dict[str, Any]]] = {}
         self.unavailable: dict[str, str] = {}
         self.picture_paths: list[Path] = []
 
-    # ------------------------------------------------------------------ state
-    def _new_state(self) -> dict[str, Any]:
-        return {
-            "rec": RecBoxMetrics(self.iou_thresholds),
-            "roc": ClassificationAccuracy(),
-            "caption": CaptionScores(meteor=self.meteor, spice=self.spice),
-            "spatial_qa": SpatialQAMetrics(),
-            "grounded": GroundedPR(),
-            "predictions": PredictionLog(),
-            "skipped": PredictionLog(),
-        }
-
-    def split_names(self, stage: str) -> list[str]:
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "eval_split_names"):
-            return list(dm.eval_split_names(stage))
-        return []
-
-    def split_name(self, stage: str, dataloader_idx: int) -> str:
-        names = self.split_names(stage)
-        return names[dataloader_idx] if dataloader_idx < len(names) else f"dl{dataloader_idx}"
-
     def _start(self, stage: str) -> None:
-        self._state = {name: self._new_state() for name in self.split_names(stage)}
-        self._drawn, self._counts = {}, {}
+        self.scorer.reset(split_names(self.trainer, stage))
+        self._drawn = {}
         self.results, self.predictions, self.skipped, self.unavailable = {}, {}, {}, {}
 
     def on_validation_epoch_start(self) -> None:
@@ -141,131 +89,34 @@ class EvalModule(L.LightningModule):
         self._step("test", batch, dataloader_idx)
 
     def _step(self, stage: str, batch: Mapping[str, Any], dataloader_idx: int) -> None:
-        split = self.split_name(stage, dataloader_idx)
-        if split not in self._state:
-            self._state[split] = self._new_state()
-        state = self._state[split]
-        bad = batch.get("skipped_samples") or []
-        if bad:
-            recs = [{"index": i, "task": t, "reason": r, "image": p} for i, t, r, p in bad]
-            state["skipped"].update(recs, keys=[(split, i) for i, *_ in bad])
-        samples = batch.get("samples") or []
-        groups = rows_by_task(samples, self.tasks)
-        rows = sorted(r for rs in groups.values() for r in rs)
-        if not rows:
+        split = split_name(self.trainer, stage, dataloader_idx)
+        scored = self.scorer.step(self.model, batch, split, self.max_new_tokens)
+        if scored is None or self.global_rank != 0:
             return
-        if "indices" in batch:  # dataset positions: keys that make DDP duplicates count once
-            indices, keyed = list(batch["indices"]), True
-        else:  # a loader without them: running positions, nothing deduplicated
-            start = self._counts.get(split, 0)
-            indices, keyed = list(range(start, start + len(samples))), False
-            self._counts[split] = start + len(samples)
-        sub = select_rows(batch, rows) if len(rows) < len(samples) else batch
-        gen = self.model.generate(sub, max_new_tokens=self.max_new_tokens, do_sample=False)
-        where = {r: j for j, r in enumerate(rows)}
-        for task, task_rows in groups.items():
-            js = [where[r] for r in task_rows]
-            keys = [(split, indices[r]) for r in task_rows] if keyed else None
-            scores = self._score(task, state[task], sub, gen, js, keys)
-            records = [
-                prediction_record(split, sub["samples"][j], indices[r], gen, j, score)
-                for j, r, score in zip(js, task_rows, scores)
-            ]
-            state["predictions"].update(records, keys=keys)
-            if task in DRAWN and self.global_rank == 0:
-                self._draw(split, task, sub, gen, js)
-
-    def _score(self, task: str, metric, sub, gen, js: list[int], keys) -> list[dict[str, Any]]:
-        samples = [sub["samples"][j] for j in js]
-        metas = [s.meta for s in samples]
-        texts = [gen["texts"][j] for j in js]
-        if task == "rec":
-            pred = torch.full((len(js), 4), float("nan"))
-            for k, j in enumerate(js):
-                if gen["boxes_px"][j]:
-                    pred[k] = torch.as_tensor(gen["boxes_px"][j][0], dtype=torch.float32)
-            true = torch.tensor([list(s.target_boxes[0]) for s in samples], dtype=torch.float32)
-            metric.update(pred, true, metas, keys)
-        elif task == "roc":
-            answers = [s.meta.get("answers") or s.target for s in samples]
-            metric.update(texts, answers, metas, keys)
-        elif task == "caption":
-            refs = [s.meta.get("references") or [s.target] for s in samples]
-            metric.update(texts, refs, metas, keys)
-        elif task == "spatial_qa":
-            metric.update(texts, [s.target for s in samples], metas, keys)
-        elif task == "grounded":
-            pred = [mentions(gen["texts"][j], gen["boxes_px"][j]) for j in js]
-            metric.update(pred, [true_objects(s) for s in samples], metas, keys)
-        return metric.latest(len(js))
+        for task in DRAWN:
+            done = self._drawn.get((split, task), 0)
+            if done >= self.pictures or not scored.rows.get(task):
+                continue
+            root = Path(self.picture_dir or self.trainer.default_root_dir) / "pictures"
+            paths = (root / f"{split}_{task}_{k}.png" for k in range(done, self.pictures))
+            drawn = draw_rows(scored, task, paths, self.image_mean, self.image_std)
+            self.picture_paths.extend(p.path for p in drawn)
+            self._drawn[(split, task)] = done + len(drawn)
 
     # ------------------------------------------------------------------ epoch end
     def on_validation_epoch_end(self) -> None:
-        self._finish("val")
+        self._finish()
 
     def on_test_epoch_end(self) -> None:
-        self._finish("test")
+        self._finish()
 
-    def _finish(self, stage: str) -> None:
-        for split in sorted(self._state):  # same order on every rank (metrics gather)
-            state = self._state[split]
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
-                values = {t: state[t].compute() for t in TASKS if t in self.tasks}
-                for t in values if self.bootstrap_resamples > 0 else ():
-                    with state[t].sync_context():
-                        values[t]["ci95"] = metric_intervals(
-                            state[t], self.bootstrap_resamples, self.bootstrap_seed
-                        )
-                with state["predictions"].sync_context():
-                    preds = state["predictions"].unique()
-                with state["skipped"].sync_context():
-                    skipped = state["skipped"].unique()
-            cap = state["caption"]
-            self.unavailable.update(cap.unavailable)
-            per_caption = dict(cap.per_sample)
-            by_task: dict[str, list[dict[str, Any]]] = {t: [] for t in self.tasks}
-            for key, rec in sorted(preds, key=lambda kr: kr[1]["index"]):
-                if rec["task"] == "caption" and key is not None and key in per_caption:
-                    rec = {**rec, "score": per_caption[key]}
-                by_task.setdefault(rec["task"], []).append(rec)
-            self.predictions[split] = by_task
-            self.skipped[split] = [r for _, r in sorted(skipped, key=lambda kr: kr[1]["index"])]
-            self.results[split] = {}
-            for task, vals in values.items():
-                vals = vals if vals.get("n", 0) else {"n": 0, "unparseable": 0, "ci95": {}}
-                vals["skipped"] = sum(r["task"] == task for r in self.skipped[split])
-                self.results[split][task] = vals
+    def _finish(self) -> None:
+        for split, scores in self.scorer.finish().items():
+            self.predictions[split] = scores.predictions
+            self.skipped[split] = scores.skipped
+            self.results[split] = scores.values
+            for task, vals in scores.values.items():
                 for name, value in vals.items():
                     if isinstance(value, int | float) and math.isfinite(value):
                         self.log(f"eval/{split}/{task}/{name}", float(value), rank_zero_only=True)
-        self._state = {}
-
-    # ------------------------------------------------------------------ pictures
-    def _draw(self, split: str, task: str, sub, gen, js: list[int]) -> None:
-        done = self._drawn.get((split, task), 0)
-        if done >= self.pictures:
-            return
-        root = Path(self.picture_dir or self.trainer.default_root_dir) / "pictures"
-        root.mkdir(parents=True, exist_ok=True)
-        for j in js[: self.pictures - done]:
-            sample = sub["samples"][j]
-            w, h = float(sample.image.width), float(sample.image.height)
-            try:
-                img = image_for_sample(sample, row_image(sub, j), self.image_mean, self.image_std)
-            except (FileNotFoundError, OSError) as err:
-                log.warning("no picture for %s: %s", sample.image.path, err)
-                continue
-            true = [(b[0] / w, b[1] / h, b[2] / w, b[3] / h) for b in sample.target_boxes]
-            given = [
-                (b[0] / w, b[1] / h, b[2] / w, b[3] / h) for b in (r.box for r in sample.regions)
-            ]
-            path = root / f"{split}_{task}_{done}.png"
-            pred = gen["boxes"][j][:1] if task == "rec" else gen["boxes"][j]
-            pic = draw_boxes(
-                img, pred, true, prompt=sample.prompt, answer=gen["texts"][j], given01=given
-            )
-            pic.save(path)
-            self.picture_paths.append(path)
-            done += 1
-        self._drawn[(split, task)] = done
+        self.unavailable.update(self.scorer.unavailable)

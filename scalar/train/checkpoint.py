@@ -1,4 +1,5 @@
-"""Checkpoint writing (atomic), locating (``ckpt_path=last``) and weight-only loading.
+"""Checkpoint writing (atomic), locating (``ckpt_path=last``), reading, and the one weight
+loader (:func:`load_weights`: eval.py, predict, ``init_from=`` and the benchmarks).
 
 A checkpoint is a file, or a folder written by a sharded strategy: FSDP with
 ``state_dict_type=sharded`` writes a ``torch.distributed.checkpoint`` folder
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -251,26 +253,37 @@ def load_checkpoint_file(path: str | Path, weights: bool = True) -> dict[str, An
         raise UserError(f"cannot read checkpoint {path}: {first}") from None
 
 
-def load_model_weights(model: torch.nn.Module, path: str | Path, prefix: str = "model.") -> int:
-    """Copy the ``prefix``-ed weights of a checkpoint into ``model`` (strict); returns a count.
+def load_weights(
+    model: torch.nn.Module,
+    ckpt: Mapping[str, Any] | str | Path,
+    path: str | Path | None = None,
+    *,
+    key: str = "ckpt",
+    prefix: str = "model.",
+) -> int:
+    """Copy the ``prefix``-ed weights of ``ckpt`` into ``model`` (strict); returns a count.
 
-    Only weights move: optimizer, schedule, step counters and data position start fresh.
-    Missing or unexpected keys are a :class:`UserError` listing a few of them.
+    ``ckpt`` is a loaded checkpoint (``path`` names it in messages) or a checkpoint path
+    (a file or a sharded folder). A model with a tokenizer must have the checkpoint's
+    (its recorded fingerprint). No ``prefix``-ed weights, missing or unexpected keys are a
+    :class:`UserError` naming ``key=path`` and a few of the keys.
     """
-    ckpt = load_checkpoint_file(path)
+    if isinstance(ckpt, str | Path):
+        path, ckpt = ckpt, load_checkpoint_file(ckpt)
+    where = f"{key}={path}"
     if getattr(model, "tokenizer", None) is not None:
-        from scalar.train.tokenizer_record import check_tokenizer
+        from scalar.train.tokenizer_record import check_tokenizer  # it imports this module
 
-        check_tokenizer(model.tokenizer, ckpt, str(path), "init_from")
+        check_tokenizer(model.tokenizer, ckpt, str(path), key)
     state = ckpt.get("state_dict", ckpt)
     weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not weights:
-        raise UserError(f"init_from={path}: no '{prefix}*' weights in the checkpoint")
+        raise UserError(f"{where}: no '{prefix}*' weights in the checkpoint")
     result = model.load_state_dict(weights, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        miss, extra = result.missing_keys, result.unexpected_keys
+    miss, extra = result.missing_keys, result.unexpected_keys
+    if miss or extra:
         raise UserError(
-            f"init_from={path}: weights do not match the model "
-            f"({len(miss)} missing e.g. {miss[:3]}, {len(extra)} unexpected e.g. {extra[:3]})"
+            f"{where}: weights do not match the model ({len(miss)} missing e.g. {miss[:3]}, "
+            f"{len(extra)} unexpected e.g. {extra[:3]}); check the model.* settings"
         )
     return len(weights)

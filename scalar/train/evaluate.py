@@ -35,6 +35,7 @@ from scalar.train.checkpoint import (
     is_checkpoint,
     latest_run_checkpoint,
     load_checkpoint_file,
+    load_weights,
     resolve_ckpt_path,
 )
 from scalar.train.env import environment
@@ -121,27 +122,6 @@ def data_config(cfg: DictConfig, splits: list[str]) -> DictConfig:
     return data
 
 
-def load_weights(model, ckpt: dict, path: str) -> int:
-    """The checkpoint's ``model.*`` weights into ``model``, whose tokenizer must be the
-    checkpoint's (eval.py and predict go through here)."""
-    if getattr(model, "tokenizer", None) is not None:
-        from scalar.train.tokenizer_record import check_tokenizer
-
-        check_tokenizer(model.tokenizer, ckpt, path)
-    state = ckpt.get("state_dict", ckpt)
-    weights = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-    if not weights:
-        raise UserError(f"ckpt={path}: no 'model.*' weights in the checkpoint")
-    result = model.load_state_dict(weights, strict=False)
-    miss, extra = result.missing_keys, result.unexpected_keys
-    if miss or extra:
-        raise UserError(
-            f"ckpt={path}: weights do not match the model config ({len(miss)} missing e.g. "
-            f"{miss[:3]}, {len(extra)} unexpected e.g. {extra[:3]}); check model.* overrides"
-        )
-    return len(weights)
-
-
 def build(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     """Checkpoint, model, datamodule (set up), module and trainer of an evaluation."""
     run_dir = Path(cfg.paths.output_dir)
@@ -156,7 +136,7 @@ def build(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]
         cfg.model = model_config(cfg, saved, overrides)
     L.seed_everything(int(cfg.seed), workers=True)
     model = instantiate(cfg.model)
-    n = load_weights(model, ckpt, ckpt_path)
+    n = load_weights(model, ckpt, ckpt_path)  # the checkpoint's tokenizer, strict keys
     log.info("loaded %d weight tensors from %s", n, ckpt_path)
     del ckpt
     datamodule = instantiate(data_config(cfg, splits), tokenizer=model.tokenizer)

@@ -80,8 +80,8 @@ def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
     from scalar.core.pictures import draw_boxes
     from scalar.data.collate import Collator
     from scalar.data.dataset import load_image
-    from scalar.train.checkpoint import load_checkpoint_file
-    from scalar.train.evaluate import load_weights, model_config, resolve_eval_ckpt
+    from scalar.train.checkpoint import load_checkpoint_file, load_weights
+    from scalar.train.evaluate import model_config, resolve_eval_ckpt
 
     p = cfg.predict
     if not p.get("image"):

@@ -25,7 +25,7 @@ from scalar.train.checkpoint import (
     clean_stale_tmp,
     is_local,
     load_checkpoint_file,
-    load_model_weights,
+    load_weights,
 )
 from scalar.train.env import environment
 from scalar.train.interrupt import Interrupt
@@ -112,7 +112,7 @@ def build_module(cfg: DictConfig, datamodule: Any = None, init: bool = True) -> 
         model=model, loss=instantiate(cfg.loss), optimizer=optimizer, scheduler=scheduler
     )
     if init and cfg.get("init_from"):
-        n = load_model_weights(module.model, cfg.init_from)
+        n = load_weights(module.model, cfg.init_from, key="init_from")
         log.info("init_from %s: loaded %d weight tensors", cfg.init_from, n)
     return module
 

@@ -13,7 +13,7 @@ import pytest
 
 from scalar.core.errors import UserError
 from scalar.eval.predictions import read_jsonl
-from scalar.metrics.captions_full import caption_scores
+from scalar.metrics.caption import caption_scores
 from scalar.train.evaluate import evaluate
 from tests.conftest import ROOT
 from tests.eval.conftest import eval_args

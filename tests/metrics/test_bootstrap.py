@@ -163,7 +163,7 @@ def test_caption_metric_intervals_are_percentiles_of_recomputed_corpus_scores():
 
     n, resamples = 24, 30
     preds, refs = _corpus(n, 1)
-    from scalar.metrics.captions_full import CaptionScores
+    from scalar.metrics.caption import CaptionScores
 
     metric = CaptionScores(meteor=False)
     metric.update(preds, refs, keys=list(range(n)))

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torchvision.ops import box_iou as tv_box_iou
 
-from scalar.metrics import captions_full
-from scalar.metrics.captions_full import CaptionScores, caption_scores, tokenized
+from scalar.metrics import caption
+from scalar.metrics.caption import CaptionScores, caption_scores, tokenized
 from scalar.metrics.classification import ClassificationAccuracy
 from scalar.metrics.grounding import GroundedPR, RecBoxMetrics, category_match, mentions
 from scalar.metrics.spatial_qa import SpatialQAMetrics, parse_number
@@ -144,14 +144,14 @@ def test_caption_scores_equal_pycocoevalcap():
 
 @pytest.mark.slow
 def test_meteor_equals_pycocoevalcap_when_java_exists():
-    ok, _ = captions_full.java_status()
+    ok, _ = caption.java_status()
     if not ok:
         pytest.skip("no Java runtime")
     preds, refs = [p for p, _ in CAPTIONS], [r for _, r in CAPTIONS]
     gts, res, want = _direct(preds, refs)
     got, per_sample, unavailable = caption_scores(preds, refs, meteor=True)
     assert "meteor" not in unavailable
-    meteor, each = captions_full.meteor_scorer().compute_score(gts, res)
+    meteor, each = caption.meteor_scorer().compute_score(gts, res)
     assert got["meteor"] == pytest.approx(meteor, abs=1e-12)
     assert [s["meteor"] for s in per_sample] == pytest.approx(each)
     assert 0.0 < got["meteor"] < 1.0
@@ -160,7 +160,7 @@ def test_meteor_equals_pycocoevalcap_when_java_exists():
 
 
 def test_missing_java_reports_meteor_unavailable(monkeypatch):
-    monkeypatch.setattr(captions_full.shutil, "which", lambda name: None)
+    monkeypatch.setattr(caption.shutil, "which", lambda name: None)
     preds, refs = [p for p, _ in CAPTIONS], [r for _, r in CAPTIONS]
     got, _, unavailable = caption_scores(preds, refs, meteor=True)
     assert "meteor" not in got

@@ -1,4 +1,4 @@
-"""REC accuracy, text accuracy and CIDEr-D against independent references."""
+"""REC accuracy, classification accuracy and CIDEr-D against independent references."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from scalar.metrics import CaptionCIDEr, RecAccuracy, TextAccuracy, cider_d, normalize_answer
+from scalar.metrics import (
+    CaptionScores,
+    ClassificationAccuracy,
+    RecBoxMetrics,
+    cider_d,
+    normalize_answer,
+)
 
 
 def _random_boxes(n: int, g: torch.Generator) -> torch.Tensor:
@@ -27,7 +33,7 @@ def test_rec_accuracy_matches_torchvision_iou_and_groups():
         {"held_out": i % 3 == 0, "sent_kind": ["attribute", "relational"][i % 2]}
         for i in range(200)
     ]
-    metric = RecAccuracy()
+    metric = RecBoxMetrics((0.5,))
     for lo in range(0, 200, 64):  # several updates accumulate
         metric.update(pred[lo : lo + 64], target[lo : lo + 64], metas[lo : lo + 64])
     out = metric.compute()
@@ -45,18 +51,18 @@ def test_rec_accuracy_matches_torchvision_iou_and_groups():
 
 
 def test_rec_accuracy_threshold_is_inclusive_and_empty_is_nan():
-    metric = RecAccuracy(iou_threshold=0.5)
+    metric = RecBoxMetrics((0.5,))
     # IoU exactly 0.5: [0,0,1,1] vs [0,0,1,0.5]
     metric.update(torch.tensor([[0.0, 0.0, 1.0, 0.5]]), torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
     assert metric.compute()["acc@0.5"] == 1.0
-    assert math.isnan(RecAccuracy().compute()["acc@0.5"])
-    with pytest.raises(ValueError, match="must be \\[N, 4\\]"):
+    assert math.isnan(RecBoxMetrics((0.5,)).compute()["acc@0.5"])
+    with pytest.raises(ValueError, match="\\[N, 4\\]"):
         metric.update(torch.zeros(2, 4), torch.zeros(3, 4))
 
 
 def test_text_accuracy_normalises_case_punctuation_articles():
     assert normalize_answer("The Red, circle.") == "red circle"
-    metric = TextAccuracy()
+    metric = ClassificationAccuracy()
     metric.update(
         ["A circle", "square!", "triangle", "star"],
         ["circle", ["box", "Square"], "circle", "star"],
@@ -110,11 +116,11 @@ def test_cider_d_matches_definition():
     want, want_per = _cider_d_reference(preds, refs)
     assert score == pytest.approx(want, rel=1e-9)
     assert per == pytest.approx(want_per, rel=1e-9)
-    metric = CaptionCIDEr()
+    metric = CaptionScores(meteor=False)
     metric.update(preds[:2], refs[:2])
     metric.update(preds[2:], refs[2:])
     assert metric.compute()["cider"] == pytest.approx(want, rel=1e-9)
-    assert math.isnan(CaptionCIDEr().compute()["cider"])
+    assert math.isnan(CaptionScores(meteor=False).compute()["cider"])
 
 
 def test_record_metrics_sync_through_a_process_group(tmp_path):
@@ -125,11 +131,12 @@ def test_record_metrics_sync_through_a_process_group(tmp_path):
         "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
     )
     try:
-        metric = RecAccuracy()
+        metric = RecBoxMetrics((0.5,))
         metric.update(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
         metric.update(torch.tensor([[0.0, 0.0, 0.1, 0.1]]), torch.tensor([[0.5, 0.5, 1.0, 1.0]]))
         metric.sync(distributed_available=lambda: True)
-        assert metric.records == [(1.0, ()), (0.0, ())]  # gathered from the one rank
+        hit, miss = ({"iou": v, "parsed": True, "groups": ()} for v in (1.0, 0.0))
+        assert metric.records == [(None, hit), (None, miss)]  # gathered from the one rank
         metric.unsync()
         assert metric.compute()["acc@0.5"] == 0.5
     finally:

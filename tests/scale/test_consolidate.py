@@ -49,10 +49,10 @@ def test_consolidate_lightning_sharded_folder(tmp_path):
         for name, value in state.items():
             assert torch.equal(torch.as_tensor(saved[name]), torch.as_tensor(value))
 
-    from scalar.train.checkpoint import load_model_weights
+    from scalar.train.checkpoint import load_weights
 
     net = nn.Sequential(nn.Linear(5, 7), nn.LayerNorm(7), nn.Linear(7, 3))
-    assert load_model_weights(net, out) == len(model)  # init_from= reads it
+    assert load_weights(net, out) == len(model)  # init_from= reads it
     assert torch.equal(net[0].weight, model["model.0.weight"])
 
 

@@ -44,15 +44,18 @@ def _oracle(wrong_kind: str):
     """generate() stand-in: true boxes and answers, except REC rows of one sentence kind."""
 
     def generate(batch, **kwargs):
-        texts, boxes = [], []
+        texts, boxes, boxes_px = [], [], []
         for i, s in enumerate(batch["samples"]):
             own = batch["target_boxes"][batch["target_batch"] == i]
             box = tuple(own[0].tolist()) if len(own) else None
             if s.task == "rec" and s.meta.get("sent_kind") == wrong_kind:
                 box = FAR
+            w, h = batch["image_sizes"][i].tolist()
             boxes.append([box] if box else [])
+            boxes_px.append([(box[0] * w, box[1] * h, box[2] * w, box[3] * h)] if box else [])
             texts.append(s.meta["references"][0] if s.task == "caption" else s.target)
-        return {"texts": texts, "boxes": boxes}
+        formats = [["decoder"] * len(b) for b in boxes]
+        return {"texts": texts, "boxes": boxes, "boxes_px": boxes_px, "box_formats": formats}
 
     return generate
 

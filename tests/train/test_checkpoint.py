@@ -12,7 +12,7 @@ from scalar.train.checkpoint import (
     AtomicCheckpointIO,
     UserError,
     load_checkpoint_file,
-    load_model_weights,
+    load_weights,
     resolve_ckpt_path,
 )
 
@@ -83,21 +83,21 @@ def test_resolve_ckpt_path(tmp_path: Path):
         resolve_ckpt_path("last", current, tmp_path / "elsewhere")
 
 
-def test_load_model_weights_is_strict(tmp_path: Path):
+def test_load_weights_is_strict(tmp_path: Path):
     src = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
     state = {f"model.{k}": v for k, v in src.state_dict().items()}
     state["loss.nu"] = torch.ones(1)  # other parts of the module are ignored
     path = tmp_path / "a.ckpt"
     torch.save({"state_dict": state}, path)
     dst = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
-    assert load_model_weights(dst, path) == 4
+    assert load_weights(dst, path) == 4
     for a, b in zip(src.parameters(), dst.parameters()):
         assert torch.equal(a, b)
     other = torch.nn.Sequential(torch.nn.Linear(3, 4))
     with pytest.raises(UserError, match="2 unexpected"):
-        load_model_weights(other, path)
+        load_weights(other, path)
     with pytest.raises(UserError, match="checkpoint not found"):
-        load_model_weights(dst, tmp_path / "nope.ckpt")
+        load_weights(dst, tmp_path / "nope.ckpt")
 
 
 def test_sharded_folders_are_checkpoints_for_resume_init_and_eval(tmp_path: Path):
@@ -119,7 +119,7 @@ def test_sharded_folders_are_checkpoints_for_resume_init_and_eval(tmp_path: Path
     assert full["global_step"] == 7 and len(full["optimizer_states"]) == 1
     assert all(torch.equal(full["state_dict"][k], v) for k, v in model.items())
     net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.LayerNorm(7), torch.nn.Linear(7, 3))
-    assert load_model_weights(net, folder) == len(model)  # init_from=<folder>
+    assert load_weights(net, folder) == len(model)  # init_from=<folder>
     assert torch.equal(net[2].bias, model["model.2.bias"])
 
 

@@ -101,7 +101,7 @@ def test_lora_run_trains_adapters_and_new_rows_and_reloads_bit_exactly(
 ):
     from hydra.utils import instantiate
 
-    from scalar.train.evaluate import load_weights
+    from scalar.train.checkpoint import load_weights
 
     lora = ["model.llm.freeze=true", "model.llm.lora={r:4,dropout:0.0}", "model.trainable.llm=auto"]
     cfg, run, ckpt = _train_and_eval(family, make_cfg, tmp_path, tmp_path_factory, tiny_corpus,
