@@ -15,7 +15,7 @@ from scalar.data.synth.presets import Preset
 from scalar.data.synth.shapes import rasterise
 
 NOISE_CELLS = (3, 6, 12, 24)  # lattice cells per image side of each octave, coarse first
-NOISE_PERSISTENCE = 0.55  # amplitude ratio between successive octaves
+NOISE_PERSISTENCE = 0.65  # amplitude ratio between successive octaves
 MARKS = ("dot", "line", "blob")
 
 

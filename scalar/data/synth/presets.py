@@ -85,9 +85,9 @@ PRESETS: dict[str, Preset] = {
     ),
     "default": Preset(
         backgrounds=(("noise", 0.45), ("stripes", 0.3), ("gradient", 0.25)),
-        background_contrast=(0.2, 0.5),
+        background_contrast=(0.3, 0.6),
         background_saturation=0.45,
-        clutter=(6, 24),
+        clutter=(10, 30),
         clutter_size=0.05,
         min_objects=3,
         max_objects=8,
@@ -105,7 +105,7 @@ PRESETS: dict[str, Preset] = {
         gamma=(0.8, 1.25),
         contrast=(0.75, 1.1),
         blur=(0.0, 0.9),
-        noise=(0.01, 0.04),
+        noise=(0.015, 0.045),
         jpeg=(40, 90),
     ),
     "hard": Preset(
