@@ -111,7 +111,7 @@ PRESETS: dict[str, Preset] = {
     "hard": Preset(
         backgrounds=(("noise", 0.4), ("stripes", 0.35), ("gradient", 0.25)),
         background_contrast=(0.3, 0.7),
-        background_saturation=0.8,
+        background_saturation=0.6,
         clutter=(16, 48),
         clutter_size=0.06,
         min_objects=4,
