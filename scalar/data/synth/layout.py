@@ -98,7 +98,8 @@ class SynthConfig:
             raise ValueError(f"overlap (max IoU) must be in [0, 1): {self.overlap}")
         names = self.category_names()
         known = {c.name for c in self.catalogue()}
-        unknown = [c for c in (*names, *self.held_out_categories) if c not in known]
+        asked = (*(self.categories or ()), *self.held_out_categories)
+        unknown = [c for c in asked if c not in known]
         if unknown:
             raise ValueError(f"unknown categories {unknown}; known: {sorted(known)}")
         if not set(self.held_out_categories) <= set(names):

@@ -73,10 +73,12 @@ def segmentation(o: dict) -> list | dict:
 
 
 def occlusion_fields(o: dict) -> dict:
-    """``amodal_bbox`` and ``visible_fraction`` of objects that record them (extra keys)."""
+    """``amodal_bbox``, ``amodal_segmentation`` (the whole outline) and ``visible_fraction``
+    of objects that record them (extra keys; the readers use bbox and segmentation)."""
     if "amodal_box" not in o:
         return {}
     return {"amodal_bbox": [float(v) for v in o["amodal_box"]],
+            "amodal_segmentation": [o["polygon"]],
             "visible_fraction": o["visible_fraction"]}  # fmt: skip
 
 
