@@ -96,8 +96,8 @@ def synth(cfg) -> dict:
     from hydra.utils import instantiate
     from omegaconf import open_dict
 
-    from scalar.data.merge import clear_cache, read_all
     from scalar.core.errors import UserError
+    from scalar.data.merge import clear_cache, read_all
     from scalar.data.prepare import ensure_synthetic, ensure_tokenizer
 
     data = cfg.data

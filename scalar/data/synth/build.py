@@ -37,6 +37,7 @@ from scalar.data.synth import expressions, relations
 from scalar.data.synth.layout import SIZE_RANGES, SynthConfig, sample_objects
 from scalar.data.synth.png import save_png
 from scalar.data.synth.shapes import BACKGROUND, COLOURS, render
+from scalar.data.synth.world import world_scene
 from scalar.data.synth.writers import (
     IMAGE_DIR,
     SPLITS,
@@ -49,7 +50,6 @@ from scalar.data.synth.writers import (
     write_lvis,
     write_refcoco,
 )
-from scalar.data.synth.world import world_scene
 from scalar.data.synth.writers_vg import write_vg
 
 VERSION = "synthetic-shapes-1"

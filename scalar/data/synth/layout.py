@@ -82,9 +82,7 @@ class SynthConfig:
             raise ValueError(f"difficulty must be one of {list(DIFFICULTIES)}: {self.difficulty!r}")
         most = 8 if self.difficulty == "flat" else 12
         if not 1 <= self.min_objects <= self.max_objects <= most:
-            raise ValueError(
-                f"need 1 <= min_objects <= max_objects <= {most}, got {self.span()}"
-            )
+            raise ValueError(f"need 1 <= min_objects <= max_objects <= {most}, got {self.span()}")
         if self.difficulty != "flat" and (self.overlap or self.noise):
             raise ValueError(
                 "overlap and noise are flat-world options; the difficulty presets place and "
