@@ -17,6 +17,30 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
+def flop_counter() -> FlopCounterMode:
+    """``FlopCounterMode`` that also counts the fused CPU attention kernel.
+
+    torch's registry has FLOP formulas for the CUDA flash / memory-efficient / cuDNN
+    attention kernels but none for ``_scaled_dot_product_flash_attention_for_cpu``
+    (what ``sdpa`` runs on CPU), which would count as 0; it gets the same formulas, so
+    a step counts the same on CPU and CUDA (see ``llm_flops`` in ``bench/train.py``).
+    """
+    import torch.utils.flop_counter as fc
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return fc.sdpa_flop_count(query, key, value)  # shapes (FlopCounterMode passes them)
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return fc.sdpa_backward_flop_count(grad_out, query, key, value)
+
+    aten, mapping = torch.ops.aten, {}
+    for name, formula in (("_scaled_dot_product_flash_attention_for_cpu", forward),
+                          ("_scaled_dot_product_flash_attention_for_cpu_backward", backward)):  # fmt: skip
+        if hasattr(aten, name):
+            mapping[getattr(aten, name)] = formula
+    return FlopCounterMode(display=False, custom_mapping=mapping)
+
+
 def _cuda() -> bool:
     """Whether this process computes on CUDA (the Trainer has put the model there)."""
     return torch.cuda.is_available() and torch.cuda.is_initialized()
@@ -30,7 +54,7 @@ def _sync() -> None:
 class Meter(L.Callback):
     """Counts the FLOPs of step 1 and times steps ``warmup + 1 .. warmup + steps``.
 
-    FLOPs: ``FlopCounterMode`` around the whole first optimizer step (forward, backward,
+    FLOPs: :func:`flop_counter` around the whole first optimizer step (forward, backward,
     activation recompute, clipping and update; matmul, conv and attention kernels are what
     it counts). Samples and tokens (LLM inputs: attention mask plus bridge queries) of the
     timed steps are summed over ranks; the run stops after the last timed step.
@@ -47,7 +71,7 @@ class Meter(L.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         if self.seen == 0:
-            self._counter = FlopCounterMode(display=False)
+            self._counter = flop_counter()
             self._counter.__enter__()
         elif self.seen == self.warmup:
             _sync()

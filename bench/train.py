@@ -27,11 +27,16 @@ P the weights a token passes through, T the tokens, L/H the layers/width,
 forward = 2 P T + 4 L T^2 H (attention scores and values, full square as the counter
 counts it); backward = 2x forward for trainable parts, 1x (input gradients only) for
 frozen parts between a trainable part and the loss (the LLM behind the bridge), 0 for
-frozen parts before every trainable one (the vision tower); attention backward is 2.5x its
-forward whenever gradients pass through it (fused kernels recompute the scores: five
-products, as FlopCounterMode counts them); activation checkpointing
-adds one more forward of the checkpointed part. On tiny shapes ``tests/scale`` checks
-this formula against FlopCounterMode.
+frozen parts before every trainable one (the vision tower); the attention backward,
+whenever gradients pass through it, depends on the attention implementation
+(``attn=``): ``sdpa`` (fused kernels, the default of ``build_llm``) recompute the scores,
+five products, 2.5x the forward; ``eager`` (two batched matmuls) keeps them, four
+products, 2x the forward. Activation checkpointing adds one more forward of the
+checkpointed part. ``bench/meter.py``'s ``flop_counter`` is FlopCounterMode plus the
+fused CPU kernel that torch leaves uncounted, so both implementations count on CPU and
+CUDA alike; on tiny shapes ``tests/scale`` checks this formula against it, per
+implementation. Left out: the rotary-angle product (2 x d_head/2 x T per forward, a matmul
+in transformers 4.x only) and elementwise work, which the counter does not count either.
 """
 
 from __future__ import annotations
@@ -58,14 +63,22 @@ def peak_for(device: str, given: float | None) -> float | None:
     return given or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device), None)
 
 
-def llm_flops(h, inter, layers, vocab, tokens, mode="trainable", ckpt=False) -> dict:
-    """Forward / backward FLOPs of a LLaMA stack (q,k,v,o + gated MLP + lm_head) on T tokens."""
+ATTN_BACKWARD = {"sdpa": (5, 2), "eager": (2, 1)}  # attention backward / forward FLOPs
+
+
+def llm_flops(h, inter, layers, vocab, tokens, mode="trainable", ckpt=False, attn="sdpa") -> dict:
+    """Forward / backward FLOPs of a LLaMA stack (q,k,v,o + gated MLP + lm_head) on T tokens,
+    for the attention implementation ``attn`` (``sdpa``: fused, 5 backward products;
+    ``eager``: 4)."""
+    if attn not in ATTN_BACKWARD:
+        raise ValueError(f"attn must be one of {sorted(ATTN_BACKWARD)}, got {attn!r}")
     per_layer = 4 * h * h + 3 * h * inter
     dense = 2 * tokens * (layers * per_layer + h * vocab)
-    attn = 4 * layers * tokens**2 * h
-    fwd = dense + attn
+    scores = 4 * layers * tokens**2 * h  # Q K^T and A V, full square
+    fwd = dense + scores
     mult = {"trainable": 2, "input_grad": 1, "none": 0}[mode]
-    bwd = mult * dense + (5 * attn // 2 if mode != "none" else 0)  # fused attention: 5 products
+    num, den = ATTN_BACKWARD[attn]
+    bwd = mult * dense + (num * scores // den if mode != "none" else 0)
     return {"forward": fwd, "backward": bwd + (fwd if ckpt and mode != "none" else 0)}
 
 
@@ -142,7 +155,7 @@ def _step(module, batch, opt, device, autocast):
 
 def bench(cfg, steps: int, warmup: int, peak_tflops: float | None) -> dict:
     from hydra.utils import instantiate
-    from torch.utils.flop_counter import FlopCounterMode
+    from meter import flop_counter
 
     from scalar.train.run import build_optim
 
@@ -163,7 +176,7 @@ def bench(cfg, steps: int, warmup: int, peak_tflops: float | None) -> dict:
     batches = [dm.transfer_batch_to_device(next(loader), device, 0) for _ in range(steps + warmup)]
     if not gpu:
         tracemalloc.start()
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter:
         _step(module, batches[0], opt, device, autocast)
     flops_step = counter.get_total_flops()

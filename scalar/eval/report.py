@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scalar.data.tasks import PROMPTS
 from scalar.data.tasks_spatial import SPATIAL_PROMPTS
+from scalar.metrics.bootstrap import LEVEL, count_for, is_figure
 
 COORDINATES = (
     "xyxy pixels of the original image; textual format integers round(v*999) of "
@@ -70,9 +71,41 @@ def protocol(cfg: DictConfig, tasks: list[str]) -> dict[str, Any]:
         "max_samples_per_split": caps,
         "iou_thresholds": list(cfg.iou_thresholds),
         "scores": "fractions in [0, 1] (CIDEr on its usual 0-10 scale); results.md shows them x100",
+        "confidence_intervals": _ci_protocol(cfg),
         "rules": {t: RULES[t] for t in tasks},
         "unreadable_images": "left out and counted (skipped), never replaced by another sample",
     }
+
+
+def _ci_protocol(cfg: DictConfig) -> dict[str, Any]:
+    resamples = int(cfg.get("bootstrap_resamples") or 0)
+    return {
+        "level": LEVEL,
+        "method": "percentile bootstrap over the split's samples (drawn with replacement; "
+        "every figure recomputed per resample: corpus BLEU-4 and CIDEr-D from the resample's "
+        "statistics, METEOR as the mean per-caption score); scalar.metrics.bootstrap",
+        "resamples": resamples,
+        "seed": int(cfg.get("bootstrap_seed") or 0),
+        "field": "ci95: {figure: [low, high]} per task" if resamples else "none (0 resamples)",
+    }
+
+
+def _ci_line(proto: dict[str, Any]) -> str:
+    ci = proto.get("confidence_intervals") or {}
+    if not ci.get("resamples"):
+        return ""
+    return (f" Each score: value [{100 * ci['level']:g}% bootstrap interval] (n=samples), "
+            f"{ci['resamples']} resamples, seed {ci['seed']}.")  # fmt: skip
+
+
+def _cell(name: str, values: dict[str, Any]) -> str:
+    """``81.25 [62.50, 93.75] (n=16)`` for a figure with an interval, else the value."""
+    value = values.get(name)
+    text = _fmt(name, value)
+    ci = (values.get("ci95") or {}).get(name)
+    if ci is not None and is_figure(name, value):
+        text += f" [{_fmt(name, ci[0])}, {_fmt(name, ci[1])}] (n={count_for(name, values)})"
+    return text
 
 
 def _fmt(name: str, value: Any) -> str:
@@ -89,7 +122,7 @@ def _fmt(name: str, value: Any) -> str:
 def _table(rows: list[tuple[str, dict[str, Any]]], names: list[str], first: str) -> list[str]:
     lines = [f"| {first} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for label, values in rows:
-        lines.append(f"| {label} | " + " | ".join(_fmt(n, values.get(n)) for n in names) + " |")
+        lines.append(f"| {label} | " + " | ".join(_cell(n, values) for n in names) + " |")
     return lines
 
 
@@ -100,20 +133,22 @@ def results_markdown(results: dict[str, Any]) -> str:
     out += [f"Greedy decoding, one fixed prompt per task, max {proto['decoding']['max_new_tokens']}"
             f" new tokens; {'full splits' if proto['full_split'] else 'capped splits: ' + json.dumps(proto['max_samples_per_split'])}."
             " Scores x100 (accuracies, mIoU, P/R/F1, BLEU-4, METEOR, ROUGE-L, CIDEr); "
-            "mre = mean relative error.", f"Coordinates: {proto['coordinates']}.", ""]  # fmt: skip
+            "mre = mean relative error." + _ci_line(proto), f"Coordinates: {proto['coordinates']}.", ""]  # fmt: skip
     tasks = sorted({t for by_task in results["splits"].values() for t in by_task})
     for task in tasks:
         rows = [(s, by_task.get(task, {})) for s, by_task in results["splits"].items()]
         main = list(
             dict.fromkeys(
-                k for _, v in rows for k in v if "/" not in k or k.startswith(("qual/", "quant/"))
+                k
+                for _, v in rows
+                for k in v
+                if k != "ci95" and ("/" not in k or k.startswith(("qual/", "quant/")))
             )
         )
         out += [f"## {task}", "", *_table(rows, main, "split"), ""]  # fmt: skip
-        groups = [(f"{s} / {g}", {m: v[f"{g}/{m}"] for m in main if f"{g}/{m}" in v})
-                  for s, v in rows for g in _groups(v)]  # fmt: skip
+        groups = [(f"{s} / {g}", _group(v, g, main)) for s, v in rows for g in _groups(v)]
         if groups:
-            names = list(dict.fromkeys(k for _, v in groups for k in v))
+            names = list(dict.fromkeys(k for _, v in groups for k in v if k != "ci95"))
             out += [f"### {task} by group", "", *_table(groups, names, "split / group"), ""]
     if results.get("unavailable"):
         out += ["## Not reported", ""] + [f"- {m}" for m in results["unavailable"].values()] + [""]
@@ -122,6 +157,14 @@ def results_markdown(results: dict[str, Any]) -> str:
         out += ["## Skipped while reading", ""] + [f"- {k}: {v}" for k, v in sorted(skips.items())]
         out.append("")
     return "\n".join(out)
+
+
+def _group(values: dict[str, Any], group: str, names: list[str]) -> dict[str, Any]:
+    """The ``group/<name>`` figures of ``values`` as ``<name>``, with their intervals."""
+    out = {m: values[f"{group}/{m}"] for m in names if f"{group}/{m}" in values}
+    ci = values.get("ci95") or {}
+    out["ci95"] = {m: ci[f"{group}/{m}"] for m in out if f"{group}/{m}" in ci}
+    return out
 
 
 def _groups(values: dict[str, Any]) -> list[str]:
@@ -133,7 +176,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     for split, by_task in results["splits"].items():
         for task, values in by_task.items():
-            shown = [f"{k}={_fmt(k, v)}" for k, v in values.items() if "/" not in k]
+            shown = [f"{k}={_cell(k, values)}" for k in values if "/" not in k and k != "ci95"]
             lines.append(f"{split} {task}: " + " ".join(shown))
     return lines
 

@@ -189,9 +189,36 @@ class CaptionScores(KeyedRecordMetric):
         recs = [r for _, r in keyed]
         out, each = self._score(recs)
         self.per_sample = [(k, s) for (k, _), s in zip(keyed, each)]
+        for src in self._sources(recs):
+            part, _ = self._score([r for r in recs if str(r["source"]) == src])
+            out.update({f"{src}/{k}": v for k, v in part.items()})
+        return out
+
+    @staticmethod
+    def _sources(recs: list[dict[str, Any]]) -> list[str]:
         sources = sorted({str(r["source"]) for r in recs if r["source"]})
-        if len(sources) > 1:
-            for src in sources:
-                part, _ = self._score([r for r in recs if str(r["source"]) == src])
-                out.update({f"{src}/{k}": v for k, v in part.items()})
+        return sources if len(sources) > 1 else []
+
+    def intervals(self, resamples: int, seed: int) -> dict[str, list[float] | None]:
+        """Bootstrap intervals of the scores ``compute`` gave (call it first), overall and
+        per source; see ``scalar.metrics.bootstrap_caption``."""
+        from scalar.metrics.bootstrap import resample_indices
+        from scalar.metrics.bootstrap_caption import caption_intervals
+
+        scored = dict(self.per_sample)
+        recs = [(r, scored.get(k, {})) for k, r in self.unique()]
+        out: dict[str, list[float] | None] = {}
+        for src in [None, *self._sources([r for r, _ in recs])]:
+            part = [(r, s) for r, s in recs if src is None or str(r["source"]) == src]
+            if not part or resamples < 1:
+                continue
+            names = sorted({k for _, s in part for k in s})
+            found = caption_intervals(
+                [tokenized(r["pred"]) for r, _ in part],
+                [[tokenized(t) for t in r["refs"]] for r, _ in part],
+                {k: [s.get(k, float("nan")) for _, s in part] for k in names},
+                resample_indices(len(part), resamples, seed),
+            )
+            prefix = "" if src is None else f"{src}/"
+            out.update({prefix + k: v for k, v in found.items() if k in names})
         return out

@@ -49,5 +49,9 @@ class ClassificationAccuracy(KeyedRecordMetric):
             "unparseable": sum(not r["parsed"] for r in recs),
         }
 
+    def summarize(self, recs: list[dict[str, Any]]) -> dict[str, float | int]:
+        """The figures of ``recs`` (``compute`` on the split; the bootstrap on resamples)."""
+        return grouped(recs, self._summary)
+
     def compute(self) -> dict[str, float | int]:
-        return grouped([r for _, r in self.unique()], self._summary)
+        return self.summarize([r for _, r in self.unique()])

@@ -74,8 +74,12 @@ class RecBoxMetrics(KeyedRecordMetric):
         out["unparseable"] = sum(not r["parsed"] for r in recs)
         return out
 
+    def summarize(self, recs: list[dict[str, Any]]) -> dict[str, float | int]:
+        """The figures of ``recs`` (``compute`` on the split; the bootstrap on resamples)."""
+        return grouped(recs, self._summary)
+
     def compute(self) -> dict[str, float | int]:
-        return grouped([r for _, r in self.unique()], self._summary)
+        return self.summarize([r for _, r in self.unique()])
 
 
 def mentions(text: str, boxes: Sequence[Sequence[float]]) -> list[tuple[str, tuple]]:
@@ -174,5 +178,9 @@ class GroundedPR(KeyedRecordMetric):
                 "mentions": n_pred, "objects": n_true,
                 "unparseable": sum(not r["parsed"] for r in recs)}  # fmt: skip
 
+    def summarize(self, recs: list[dict[str, Any]]) -> dict[str, float | int]:
+        """The figures of ``recs`` (``compute`` on the split; the bootstrap on resamples)."""
+        return grouped(recs, self._summary)
+
     def compute(self) -> dict[str, float | int]:
-        return grouped([r for _, r in self.unique()], self._summary)
+        return self.summarize([r for _, r in self.unique()])

@@ -113,7 +113,10 @@ class SpatialQAMetrics(KeyedRecordMetric):
         return out
 
     def compute(self) -> dict[str, float | int]:
-        recs = [r for _, r in self.unique()]
+        return self.summarize([r for _, r in self.unique()])
+
+    def summarize(self, recs: list[dict[str, Any]]) -> dict[str, float | int]:
+        """The figures of ``recs`` (``compute`` on the split; the bootstrap on resamples)."""
         out = self._summary(recs)
         for name, value in grouped(recs, self._by_type).items():
             if "/" in name:

@@ -7,6 +7,8 @@ together with them (non-reentrant checkpoints plus input embeddings that require
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -139,6 +141,31 @@ def add_lora(model: nn.Module, lora: Mapping) -> nn.Module:
     )
     # get_peft_model freezes the base weights; the caller decides what else trains
     return get_peft_model(model, cfg)
+
+
+@functools.cache
+def _cache_name(forward) -> str | None:
+    params = inspect.signature(forward).parameters
+    return next((n for n in ("cache", "past_key_values") if n in params), None)
+
+
+def decoder_stack(causal_lm: nn.Module) -> nn.Module:
+    """The decoder stack under the LM head (``LlamaForCausalLM.model``): ``get_decoder()``,
+    else the base model (transformers 4.56.0's generic ``get_decoder`` returns None)."""
+    decoder = causal_lm.get_decoder()
+    return decoder if decoder is not None else causal_lm.base_model
+
+
+def cache_argument(decoder: nn.Module) -> str:
+    """The keyword of ``decoder.forward`` (and field of its output) holding the KV cache:
+    ``cache`` in current transformers, ``past_key_values`` before (deprecated since 5.x).
+    Wrappers whose forward takes ``**kwargs`` (FSDP, DDP) are looked through."""
+    module = decoder
+    while (name := _cache_name(type(module).forward)) is None:
+        module = getattr(module, "module", None)
+        if not isinstance(module, nn.Module):
+            break
+    return name or "past_key_values"
 
 
 def base_causal_lm(llm: nn.Module) -> nn.Module:

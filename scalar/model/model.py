@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from scalar.core import tokens as T
 from scalar.model.families import family_ids
-from scalar.model.llm import base_causal_lm, is_lora
+from scalar.model.llm import base_causal_lm, cache_argument, decoder_stack, is_lora
 
 IGNORE = -100
 PARTS = ("vision", "bridge", "llm", "region", "spatial", "contrastive", "new_tokens")
@@ -96,15 +96,17 @@ class ScalarModel(nn.Module):
         self, embeds: Tensor, mask: Tensor, position_ids: Tensor, past=None, use_cache=False
     ):
         """Run the LLM's decoder stack: ``(last hidden state [B, L, H], cache)``."""
-        out = self.causal_lm.get_decoder()(
+        decoder = decoder_stack(self.causal_lm)
+        name = cache_argument(decoder)  # ``cache`` or, before transformers 5.x, past_key_values
+        out = decoder(
             inputs_embeds=embeds,
             attention_mask=mask,
             position_ids=position_ids,
-            past_key_values=past,
             use_cache=use_cache,
             return_dict=True,
+            **{name: past},
         )
-        return out.last_hidden_state, (out.past_key_values if use_cache else None)
+        return out.last_hidden_state, (getattr(out, name) if use_cache else None)
 
     def encode_images(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
         return self.vision(images)

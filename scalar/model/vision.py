@@ -81,7 +81,7 @@ class VisionTower(nn.Module):
         import open_clip
 
         register_configs()
-        device = torch.get_default_device()
+        device = torch.empty(0).device  # `with torch.device(...)` too (get_default_device: 2.6+)
         if pretrained is not None:
             if not Path(pretrained).is_file():
                 raise FileNotFoundError(

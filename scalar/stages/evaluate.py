@@ -24,6 +24,7 @@ from torch import nn
 from scalar.core.batch import row_image, rows_by_task, select_rows
 from scalar.core.pictures import draw_boxes, image_for_sample
 from scalar.eval.predictions import prediction_record, true_objects
+from scalar.metrics.bootstrap import metric_intervals
 from scalar.metrics.captions_full import CaptionScores
 from scalar.metrics.classification import ClassificationAccuracy
 from scalar.metrics.grounding import THRESHOLDS, GroundedPR, RecBoxMetrics, mentions
@@ -58,6 +59,8 @@ class EvalModule(L.LightningModule):
             the prompt, the answer and the IoU (see ``scalar.core.pictures``).
         picture_dir: folder holding ``pictures/`` (default: ``trainer.default_root_dir``).
         image_mean / image_std: de-normalise batch images when the file is unreadable.
+        bootstrap_resamples / bootstrap_seed: each task's figures get ``ci95`` (95%
+            percentile bootstrap intervals, ``scalar.metrics.bootstrap``); 0: none.
     """
 
     def __init__(
@@ -72,6 +75,8 @@ class EvalModule(L.LightningModule):
         picture_dir: str | None = None,
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
+        bootstrap_resamples: int = 1000,
+        bootstrap_seed: int = 0,
     ):
         super().__init__()
         unknown = sorted(set(tasks) - set(TASKS))
@@ -84,6 +89,8 @@ class EvalModule(L.LightningModule):
         self.meteor, self.spice = bool(meteor), bool(spice)
         self.pictures, self.picture_dir = int(pictures), picture_dir
         self.image_mean, self.image_std = image_mean, image_std
+        self.bootstrap_resamples = int(bootstrap_resamples)
+        self.bootstrap_seed = int(bootstrap_seed)
         self._state: dict[str, dict[str, Any]] = {}
         self._drawn: dict[tuple[str, str], int] = {}
         self._counts: dict[str, int] = {}
@@ -205,6 +212,11 @@ class EvalModule(L.LightningModule):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
                 values = {t: state[t].compute() for t in TASKS if t in self.tasks}
+                for t in values if self.bootstrap_resamples > 0 else ():
+                    with state[t].sync_context():
+                        values[t]["ci95"] = metric_intervals(
+                            state[t], self.bootstrap_resamples, self.bootstrap_seed
+                        )
                 with state["predictions"].sync_context():
                     preds = state["predictions"].unique()
                 with state["skipped"].sync_context():
@@ -221,7 +233,7 @@ class EvalModule(L.LightningModule):
             self.skipped[split] = [r for _, r in sorted(skipped, key=lambda kr: kr[1]["index"])]
             self.results[split] = {}
             for task, vals in values.items():
-                vals = vals if vals.get("n", 0) else {"n": 0, "unparseable": 0}
+                vals = vals if vals.get("n", 0) else {"n": 0, "unparseable": 0, "ci95": {}}
                 vals["skipped"] = sum(r["task"] == task for r in self.skipped[split])
                 self.results[split][task] = vals
                 for name, value in vals.items():

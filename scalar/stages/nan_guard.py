@@ -137,7 +137,8 @@ class NanGuard:
         if skipped:
             return
         self._streak = []
-        params = [p for p in self.parameters() if p.requires_grad]
+        # a sharded strategy may leave this rank an empty shard of a parameter (no max |w|)
+        params = [p for p in self.parameters() if p.requires_grad and p.numel()]
         if params:
             peaks = torch._foreach_norm([p.detach() for p in params], float("inf"))  # max |w|
             if self._bad(not bool(torch.isfinite(torch.stack([n.float() for n in peaks])).all())):

@@ -173,6 +173,8 @@ def build(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]
         picture_dir=str(run_dir),
         image_mean=list(vision["mean"]) if vision.get("mean") else None,
         image_std=list(vision["std"]) if vision.get("std") else None,
+        bootstrap_resamples=int(cfg.get("bootstrap_resamples") or 0),
+        bootstrap_seed=int(cfg.get("bootstrap_seed") or 0),
     )
     wandb_sweep_names(cfg)
     loggers = _objects(cfg.get("logger"))
@@ -218,7 +220,14 @@ def assemble(cfg: DictConfig, parts: dict[str, Any], module: EvalModule) -> dict
         for split, by_task in per_split.items()
         for task, values in by_task.items()
         for name, value in values.items()
+        if name != "ci95"
     }
+    flat.update({
+        f"{split}/{task}/{name}/ci95": ci
+        for split, by_task in per_split.items()
+        for task, values in by_task.items()
+        for name, ci in (values.get("ci95") or {}).items()
+    })  # fmt: skip
     return {
         "checkpoint": parts["ckpt_path"],
         "protocol": protocol(cfg, parts["tasks"]),

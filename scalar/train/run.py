@@ -52,7 +52,8 @@ def build_optim(cfg: DictConfig) -> tuple[Any, Any]:
     """The optimizer partial and the scheduler partial (or ``None``) of ``cfg.optim``."""
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     scheduler = optim.pop("scheduler", None)
-    return instantiate(optim), instantiate(scheduler) if scheduler else None
+    # plain lists (betas): checkpoints hold no OmegaConf objects (torch.load weights_only)
+    return instantiate(optim, _convert_="all"), instantiate(scheduler) if scheduler else None
 
 
 def _local_rank_zero() -> bool:

@@ -190,9 +190,14 @@ def test_grounded_reading_order():
     scene.objects.append(Object(4, "heart", (100.0, 70.0, 140.0, 90.0)))
     (s,) = TaskBuilder({"grounded": 1.0}, box_format="textual").build(scene)
     assert s.meta["object_ids"] == [1, 2, 4, 3]
-    assert parse_box_text(s.target) == pytest.approx(
-        [tuple(round(v / d * 999) / 999 for v, d in zip(b, (W, H, W, H))) for b in s.target_boxes]
-    )
+    # the text holds each true box as integers round(v / size * 999), in reading order
+    ints = [[round(v / d * 999) for v, d in zip(b, (W, H, W, H))] for b in s.target_boxes]
+    written = re.findall(r"\[(\d+),(\d+),(\d+),(\d+)\]", s.target.replace(" ", ""))
+    assert [[int(v) for v in box] for box in written] == ints
+    parsed = parse_box_text(s.target)
+    assert len(parsed) == len(ints)
+    flat = [v for box in parsed for v in box]
+    assert flat == pytest.approx([v / 999 for box in ints for v in box], abs=1e-12)
 
 
 def test_chain_task_grounds_only_unique_texts():

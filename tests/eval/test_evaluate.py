@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scalar.core.errors import UserError
@@ -78,8 +79,22 @@ def test_eval_reproduces_training_validation(trained_run: Path, make_eval_cfg):
     assert proto["decoding"]["greedy"] and proto["decoding"]["max_new_tokens"] == 8
     assert proto["coordinates"].startswith("xyxy pixels of the original image")
     assert proto["full_split"] is False  # this test reproduces a capped validation
+    # 95% intervals: the figures recomputed on 1000 resamples of the samples (numpy here)
+    iou = np.array([p["score"]["iou"] if p["score"]["parsed"] else 0.0 for p in preds])
+    idx = np.random.default_rng(0).integers(0, len(iou), size=(1000, len(iou)))
+    want = np.percentile((iou >= 0.25)[idx].mean(1), [2.5, 97.5])
+    assert rec["ci95"]["acc@0.25"] == pytest.approx(want.tolist())
+    assert rec["ci95"]["acc@0.25"][0] <= rec["acc@0.25"] <= rec["ci95"]["acc@0.25"][1]
+    for task in ("roc", "caption"):
+        values = saved["splits"]["val"][task]
+        names = [k for k, v in values.items() if isinstance(v, float) and not k.endswith("/n")]
+        assert names and set(names) == set(values["ci95"]), task
+    assert saved["metrics"]["val/rec/acc@0.25/ci95"] == rec["ci95"]["acc@0.25"]
+    assert proto["confidence_intervals"]["resamples"] == 1000
     md = (run / "results.md").read_text()
-    assert "## rec" in md and f"| val | {100 * rec['acc@0.25']:.2f} |" in md
+    lo, hi = (100 * v for v in rec["ci95"]["acc@0.25"])
+    cell = f"| val | {100 * rec['acc@0.25']:.2f} [{lo:.2f}, {hi:.2f}] (n={rec['n']}) |"
+    assert "## rec" in md and cell in md
     assert sorted(p.name for p in (run / "pictures").glob("val_rec_*.png")) == [
         "val_rec_0.png",
         "val_rec_1.png",

@@ -90,3 +90,16 @@ def test_model_config_comes_from_the_checkpoint_with_cli_overrides():
     assert model_config(cfg, saved, []).name == "group"
     cfg.model_source = "ckpt"
     assert model_config(cfg, {}, []).name == "group"  # no saved config: the group
+
+
+def test_markdown_cells_carry_the_interval_and_the_sample_count():
+    rec = {**RESULTS["splits"]["val"]["rec"],
+           "ci95": {"acc@0.5": [0.625, 0.9375], "miou": [0.375, 0.625],
+                    "held_out/acc@0.5": [0.0, 0.75]}}  # fmt: skip
+    protocol = {**RESULTS["protocol"],
+                "confidence_intervals": {"level": 0.95, "resamples": 1000, "seed": 0}}  # fmt: skip
+    md = results_markdown({**RESULTS, "protocol": protocol, "splits": {"val": {"rec": rec}}})
+    assert "| val | 81.25 [62.50, 93.75] (n=16) | 50.00 [37.50, 62.50] (n=16) | 16 | 1 | 0 |" in md
+    assert "| val / held_out | 25.00 [0.00, 75.00] (n=4) | 4 |" in md  # the group's own n
+    assert "95% bootstrap interval] (n=samples), 1000 resamples, seed 0." in md
+    assert "ci95" not in md

@@ -8,32 +8,56 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from meter import flop_counter  # noqa: E402
 
 from train import compose, llm_flops  # noqa: E402
 
 
+def _rope(counter) -> int:
+    """FLOPs of the rotary-angle product (``inv_freq @ positions``, 2 x d_head/2 x T once per
+    forward), a matmul in transformers 4.x and not in 5.x; the formula leaves it out."""
+    counts = counter.get_flop_counts()
+    return sum(sum(v.values()) for k, v in counts.items() if k.endswith(".rotary_emb"))
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("mode", ["trainable", "input_grad", "none"])
-def test_llm_formula_matches_flop_counter(mode: str):
+def test_llm_formula_matches_flop_counter(mode: str, attn: str):
+    """The formula of each attention implementation equals the count, forward and total."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     h, inter, layers, vocab, t = 32, 80, 2, 50, 12
     cfg = LlamaConfig(hidden_size=h, intermediate_size=inter, num_hidden_layers=layers,
                       num_attention_heads=4, num_key_value_heads=4, vocab_size=vocab,
                       max_position_embeddings=64, tie_word_embeddings=False)  # fmt: skip
-    cfg._attn_implementation = "sdpa"
+    cfg._attn_implementation = attn
     model = LlamaForCausalLM(cfg)
     model.requires_grad_(mode == "trainable")
     embeds = torch.randn(1, t, h, requires_grad=mode == "input_grad")
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter:
         logits = model(inputs_embeds=embeds).logits
+        forward = counter.get_total_flops() - _rope(counter)
         if mode != "none":
             logits.sum().backward()
-    want = llm_flops(h, inter, layers, vocab, t, mode)
-    assert counter.get_total_flops() == want["forward"] + want["backward"]
+    want = llm_flops(h, inter, layers, vocab, t, mode, attn=attn)
+    assert forward == want["forward"]
+    assert counter.get_total_flops() - _rope(counter) == want["forward"] + want["backward"]
+    # the attention terms by hand: forward 2 products of 2 T^2 h per layer, backward 5 or 4
+    dense = llm_flops(h, inter, layers, vocab, 1, mode, attn=attn)  # T=1: T^2 = T
+    assert want["forward"] - t * (dense["forward"] - 4 * layers * h) == 4 * layers * t * t * h
+    products = {"eager": 4, "sdpa": 5}[attn] if mode != "none" else 0
+    assert want["backward"] - t * (dense["backward"] - products * 2 * layers * h) == (
+        products * 2 * layers * t * t * h
+    )
+
+
+def test_llm_formula_rejects_an_unknown_attention_implementation():
+    with pytest.raises(ValueError, match="attn must be one of"):
+        llm_flops(8, 8, 1, 8, 4, attn="flash_attention_9")
 
 
 def test_the_bench_config_resolves_without_a_hydra_run_folder():
@@ -77,7 +101,7 @@ def test_trainer_mode_counts_samples_tokens_and_flops_of_the_real_loop(make_cfg)
     module = instantiate(cfg.stage.module)(model=model, loss=instantiate(cfg.loss),
                                            optimizer=None, scheduler=None)  # fmt: skip
     module.train()
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter:
         module.loss(model(spy.batches[0]), spy.batches[0])["loss"].backward()
     assert res["flops_per_step_per_rank"] == counter.get_total_flops() > 0
