@@ -96,6 +96,7 @@ def synth(cfg) -> dict:
     from hydra.utils import instantiate
     from omegaconf import open_dict
 
+    from scalar.core.errors import UserError
     from scalar.data.merge import clear_cache, read_all
     from scalar.data.prepare import ensure_synthetic, ensure_tokenizer
 
@@ -117,7 +118,7 @@ def synth(cfg) -> dict:
 
     try:
         built = ensure_synthetic(root, options)
-    except TypeError as e:  # an unknown build option (+data.synthetic.<key>=...)
+    except (TypeError, UserError) as e:  # an unknown option, a corpus of another difficulty
         raise UsageError(str(e)) from None
     if not built:
         print(f"{root / 'manifest.json'} exists: corpus kept (delete {root} to rebuild)")

@@ -5,12 +5,14 @@ Both steps run only when their output is missing, and say what they do.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from scalar.core import tokens as T
+from scalar.core.errors import UserError
 from scalar.data.sample import Sample
 from scalar.data.scene import Corpus, Scene
 
@@ -22,6 +24,13 @@ def ensure_synthetic(root: str | Path, options: dict[str, Any], log: Callable = 
     """
     root = Path(root)
     if (root / "manifest.json").is_file():
+        built = json.loads((root / "manifest.json").read_text()).get("options", {})
+        have, want = built.get("difficulty", "flat"), options.get("difficulty") or "flat"
+        if have != want:
+            raise UserError(
+                f"{root} holds a difficulty={have} corpus but difficulty={want} was asked: "
+                "set data.root to another folder (or delete this one to rebuild)"
+            )
         return False
     from scalar.data.synth.build import build_synthetic
 

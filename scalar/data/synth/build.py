@@ -37,6 +37,7 @@ from scalar.data.synth import expressions, relations
 from scalar.data.synth.layout import SIZE_RANGES, SynthConfig, sample_objects
 from scalar.data.synth.png import save_png
 from scalar.data.synth.shapes import BACKGROUND, COLOURS, render
+from scalar.data.synth.world import world_scene
 from scalar.data.synth.writers import (
     IMAGE_DIR,
     SPLITS,
@@ -52,6 +53,7 @@ from scalar.data.synth.writers import (
 from scalar.data.synth.writers_vg import write_vg
 
 VERSION = "synthetic-shapes-1"
+WORLD_VERSION = "synthetic-world-2"  # the difficulty presets (not flat)
 QUERIES_FILE = "queries.json"  # text-only queries of the unlabeled pool
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "heldout": 3, "unlabeled": 4}
 N_NEGATIVES = 2
@@ -63,14 +65,16 @@ def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: st
     """Sample, render and save one scene; returns its record (ids not yet assigned)."""
     rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], index])
     held = tuple(cfg.held_out_categories)
-    if split == "heldout":
-        objs = sample_objects(rng, cfg, cfg.category_names(), must_include=held)
-    elif split == "unlabeled":
-        objs = sample_objects(rng, cfg, cfg.category_names())
-    else:
-        objs = sample_objects(rng, cfg, cfg.seen_categories())
+    pool = cfg.seen_categories() if split in ("train", "val", "test") else cfg.category_names()
+    must = held if split == "heldout" else ()
     s = cfg.image_size
-    save_png(render(objs, s, s, cfg.noise, rng), path)
+    preset = cfg.preset()
+    if preset is None:  # the flat world, exactly as before the presets
+        objs = sample_objects(rng, cfg, pool, must_include=must)
+        image = render(objs, s, s, cfg.noise, rng)
+    else:
+        objs, image = world_scene(rng, cfg, preset, pool, must_include=must)
+    save_png(image, path)
     record = {"image_id": image_id, "split": split, "width": s, "height": s, "objects": objs}
     size = (s, s)
     table = expressions.scene_relations(objs, size)
@@ -188,6 +192,23 @@ def _split_counts(records: list[dict], labelled: bool) -> dict:
     return counts
 
 
+def occluded(records: list[dict]) -> int:
+    """Objects of ``records`` of which some part is hidden by another object."""
+    return sum(o["visible_fraction"] < 1 for r in records for o in r["objects"])
+
+
+def world_settings(cfg: SynthConfig) -> dict:
+    """The manifest's description of the look of the world: background and sizes (flat),
+    or the difficulty preset."""
+    preset = cfg.preset()
+    if preset is None:
+        return {
+            "background": list(BACKGROUND),
+            "size_ranges": {k: list(v) for k, v in SIZE_RANGES.items()},
+        }
+    return {"difficulty": cfg.difficulty, "preset": preset.as_dict()}
+
+
 def build_synthetic(
     out_dir: str | Path, workers: int | None = None, config: SynthConfig | None = None, **options
 ) -> dict:
@@ -195,7 +216,8 @@ def build_synthetic(
 
     ``options`` are the fields of ``SynthConfig`` (seed, n_train, n_val, n_test,
     n_heldout, n_unlabeled, image_size, min_objects, max_objects, same_look_fraction,
-    overlap, texture, noise, held_out_categories, categories); they override ``config``.
+    overlap, texture, noise, held_out_categories, categories, difficulty); they override
+    ``config``. ``difficulty`` is ``flat`` (the original world) or a preset of ``presets.py``.
     ``workers`` > 1 renders in that many processes (None: ``default_workers``); the output
     is the same for any ``workers``.
     """
@@ -205,10 +227,6 @@ def build_synthetic(
         raise TypeError(f"build_synthetic: unknown option(s) {unknown}; known: {sorted(known)}")
     if config is not None:
         options = {**{f.name: getattr(config, f.name) for f in fields(SynthConfig)}, **options}
-    if "held_out_categories" in options:
-        options["held_out_categories"] = tuple(options["held_out_categories"])
-    if options.get("categories") is not None:
-        options["categories"] = tuple(options["categories"])
     cfg = SynthConfig(**options)
     cfg.validate()
     out = Path(out_dir)
@@ -224,7 +242,7 @@ def build_synthetic(
             tasks.append((cfg, split, i, image_id, path))
     for i in range(cfg.n_unlabeled):
         tasks.append((cfg, "unlabeled", i, 0, str(out / "unlabeled" / f"{i:06d}.png")))
-    cats = category_rows(cfg.category_names())
+    cats = category_rows(cfg.category_names(), cfg.catalogue())
     with paused_gc():
         records = _generate(cfg, tasks, workers)
         by_split = {s: [r for r in records if r["split"] == s] for s in SPLITS}
@@ -239,16 +257,18 @@ def build_synthetic(
 
     counts = {s: _split_counts(by_split[s], True) for s in SPLITS}
     counts["unlabeled"] = _split_counts(unlabeled, False)
+    if cfg.preset() is not None:
+        for s, r in [*((s, by_split[s]) for s in SPLITS), ("unlabeled", unlabeled)]:
+            counts[s]["occluded_objects"] = occluded(r)
     held = list(cfg.held_out_categories)
     manifest = {
-        "version": VERSION,
+        "version": VERSION if cfg.preset() is None else WORLD_VERSION,
         "seed": cfg.seed,
         "options": cfg.as_dict(),
         "categories": [{**c, "held_out": c["name"] in held} for c in cats],
         "held_out_categories": held,
         "colours": {k: list(v) for k, v in COLOURS.items()},
-        "background": list(BACKGROUND),
-        "size_ranges": {k: list(v) for k, v in SIZE_RANGES.items()},
+        **world_settings(cfg),
         "relations": {
             "predicates": list(relations.PREDICATES),
             "bigger_ratio": relations.BIGGER_RATIO,

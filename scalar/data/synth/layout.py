@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from scalar.data.synth.presets import DIFFICULTIES, PRESETS, Preset
 from scalar.data.synth.shapes import (
     COLOURS,
     SHAPE_BY_NAME,
@@ -21,12 +22,15 @@ from scalar.data.synth.shapes import (
     TEXTURES,
     shape_polygon,
 )
+from scalar.data.synth.taxonomy import CATEGORIES
+from scalar.data.synth.taxonomy import HELD_OUT as WORLD_HELD_OUT
 
 SIZE_RANGES = {"small": (0.11, 0.14), "large": (0.22, 0.28)}
 GAP = 1  # pixels between boxes (and to the image border) when overlap == 0
 MAX_RESTARTS = 50
 OVERLAP_TRIES = 100
 FREE_TRIES = 20  # uniform rejection sampling before the exact free-position search
+FLAT_HELD_OUT = ("hexagon", "heart")
 
 
 @dataclass
@@ -40,18 +44,50 @@ class SynthConfig:
     n_heldout: int = 400
     n_unlabeled: int = 1000
     image_size: int = 128
-    min_objects: int = 2
-    max_objects: int = 5
+    min_objects: int | None = None  # None: 2 (flat), else the preset's
+    max_objects: int | None = None  # None: 5 (flat), else the preset's
     same_look_fraction: float = 0.4
-    overlap: float = 0.0
-    texture: bool = False
-    noise: float = 0.0
-    held_out_categories: tuple[str, ...] = ("hexagon", "heart")
-    categories: tuple[str, ...] | None = None  # None: every shape in SHAPES
+    overlap: float = 0.0  # flat world only (the presets place objects themselves)
+    texture: bool | None = None  # None: False (flat), True (fill patterns) otherwise
+    noise: float = 0.0  # flat world only (the presets degrade images themselves)
+    held_out_categories: tuple[str, ...] | None = None  # None: the world's own three/two
+    categories: tuple[str, ...] | None = None  # None: every category of the world
+    difficulty: str = "flat"  # flat (shapes.py) | easy | default | hard (presets.py)
+
+    def __post_init__(self) -> None:
+        flat = self.difficulty == "flat"
+        preset = None if flat else PRESETS.get(self.difficulty)
+        if self.min_objects is None:
+            self.min_objects = 2 if preset is None else preset.min_objects
+        if self.max_objects is None:
+            self.max_objects = 5 if preset is None else preset.max_objects
+        if self.texture is None:
+            self.texture = not flat
+        if self.held_out_categories is None:
+            self.held_out_categories = FLAT_HELD_OUT if flat else WORLD_HELD_OUT
+        self.held_out_categories = tuple(self.held_out_categories)
+        if self.categories is not None:
+            self.categories = tuple(self.categories)
+
+    def preset(self) -> Preset | None:
+        """The difficulty preset (None for the flat world)."""
+        return None if self.difficulty == "flat" else PRESETS[self.difficulty]
+
+    def catalogue(self) -> tuple:
+        """The world's categories (objects with ``name`` and ``supercategory``), in order."""
+        return SHAPES if self.difficulty == "flat" else CATEGORIES
 
     def validate(self) -> None:
-        if not 1 <= self.min_objects <= self.max_objects <= 8:
-            raise ValueError(f"need 1 <= min_objects <= max_objects <= 8, got {self.span()}")
+        if self.difficulty not in DIFFICULTIES:
+            raise ValueError(f"difficulty must be one of {list(DIFFICULTIES)}: {self.difficulty!r}")
+        most = 8 if self.difficulty == "flat" else 12
+        if not 1 <= self.min_objects <= self.max_objects <= most:
+            raise ValueError(f"need 1 <= min_objects <= max_objects <= {most}, got {self.span()}")
+        if self.difficulty != "flat" and (self.overlap or self.noise):
+            raise ValueError(
+                "overlap and noise are flat-world options; the difficulty presets place and "
+                f"degrade scenes themselves (scalar/data/synth/presets.py): {self.difficulty}"
+            )
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
         if not 0.0 <= self.same_look_fraction <= 1.0:
@@ -59,9 +95,11 @@ class SynthConfig:
         if not 0.0 <= self.overlap < 1.0:
             raise ValueError(f"overlap (max IoU) must be in [0, 1): {self.overlap}")
         names = self.category_names()
-        unknown = [c for c in (*names, *self.held_out_categories) if c not in SHAPE_BY_NAME]
+        known = {c.name for c in self.catalogue()}
+        asked = (*(self.categories or ()), *self.held_out_categories)
+        unknown = [c for c in asked if c not in known]
         if unknown:
-            raise ValueError(f"unknown categories {unknown}; known: {sorted(SHAPE_BY_NAME)}")
+            raise ValueError(f"unknown categories {unknown}; known: {sorted(known)}")
         if not set(self.held_out_categories) <= set(names):
             raise ValueError("held_out_categories must be among the categories")
         if self.n_heldout > 0 and not self.held_out_categories:
@@ -77,7 +115,7 @@ class SynthConfig:
 
     def category_names(self) -> tuple[str, ...]:
         wanted = self.categories
-        return tuple(s.name for s in SHAPES if wanted is None or s.name in wanted)
+        return tuple(s.name for s in self.catalogue() if wanted is None or s.name in wanted)
 
     def seen_categories(self) -> tuple[str, ...]:
         return tuple(c for c in self.category_names() if c not in self.held_out_categories)
@@ -86,6 +124,8 @@ class SynthConfig:
         d = asdict(self)
         d["held_out_categories"] = list(self.held_out_categories)
         d["categories"] = list(self.category_names())
+        if self.difficulty == "flat":  # the flat world's manifest predates the presets
+            del d["difficulty"]
         return d
 
 

@@ -52,17 +52,34 @@ def assign_ids(records: list[dict]) -> None:
             rel["relationship_id"] = ids["relation"]
 
 
-def category_rows(names: tuple[str, ...]) -> list[dict]:
-    """``{id, name, supercategory, synset}`` for each category, ids from 1."""
-    return [
-        {
-            "id": k + 1,
-            "name": n,
-            "supercategory": SHAPE_BY_NAME[n].supercategory,
-            "synset": f"{n}.n.01",
-        }
-        for k, n in enumerate(names)
-    ]
+def category_rows(names: tuple[str, ...], catalogue=None) -> list[dict]:
+    """``{id, name, supercategory, synset}`` for each category, ids from 1; ``catalogue``
+    (the flat shapes when None): a category with ``hypernyms()`` adds them as ``hypernyms``."""
+    by_name = SHAPE_BY_NAME if catalogue is None else {c.name: c for c in catalogue}
+    rows = []
+    for k, n in enumerate(names):
+        row = {"id": k + 1, "name": n, "supercategory": by_name[n].supercategory,
+               "synset": f"{n}.n.01"}  # fmt: skip
+        if hasattr(by_name[n], "hypernyms"):
+            row["hypernyms"] = by_name[n].hypernyms()
+        rows.append(row)
+    return rows
+
+
+def segmentation(o: dict) -> list | dict:
+    """The stored mask: the visible RLE of occluding worlds, else ``[polygon]``."""
+    seg = o.get("segmentation")
+    return [o["polygon"]] if seg is None else seg
+
+
+def occlusion_fields(o: dict) -> dict:
+    """``amodal_bbox``, ``amodal_segmentation`` (the whole outline) and ``visible_fraction``
+    of objects that record them (extra keys; the readers use bbox and segmentation)."""
+    if "amodal_box" not in o:
+        return {}
+    return {"amodal_bbox": [float(v) for v in o["amodal_box"]],
+            "amodal_segmentation": [o["polygon"]],
+            "visible_fraction": o["visible_fraction"]}  # fmt: skip
 
 
 def object_area(o: dict) -> float:
@@ -104,8 +121,9 @@ def coco_instances(records: list[dict], cats: list[dict]) -> dict:
                     "bbox": _xywh(o),
                     "area": object_area(o),
                     "iscrowd": 0,
-                    "segmentation": [o["polygon"]],
+                    "segmentation": segmentation(o),
                     "attributes": object_attributes(o),
+                    **occlusion_fields(o),
                 }
             )
     coco_cats = [{k: c[k] for k in ("id", "name", "supercategory")} for c in cats]
@@ -178,7 +196,9 @@ def write_lvis(out: Path, by_split: dict[str, list[dict]], cats: list[dict]) -> 
             "name": c["name"],
             "synset": c["synset"],
             "synonyms": [c["name"]],
-            "def": f"a {c['name']} shape ({c['supercategory']})",
+            "def": f"a {c['name']} ({', '.join(c['hypernyms'])})"
+            if "hypernyms" in c
+            else f"a {c['name']} shape ({c['supercategory']})",
             "frequency": _frequency(img_count[c["name"]]),
             "image_count": img_count[c["name"]],
             "instance_count": inst_count[c["name"]],
@@ -207,7 +227,7 @@ def write_lvis(out: Path, by_split: dict[str, list[dict]], cats: list[dict]) -> 
                         "category_id": cat_id[o["category"]],
                         "bbox": _xywh(o),
                         "area": object_area(o),
-                        "segmentation": [o["polygon"]],
+                        "segmentation": segmentation(o),
                     }  # fmt: skip
                 )
         rel = f"lvis/lvis_v1_{split}.json"
