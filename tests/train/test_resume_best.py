@@ -127,6 +127,21 @@ def test_step_checkpoint_before_the_first_validation(make_cfg, tmp_path):
     assert seen == {"step": 2}
 
 
+def test_step_and_validation_checkpoints_share_one_last_ckpt(make_cfg, tmp_path):
+    """The step checkpoint and the best/last callback both write last.ckpt: one file, the
+    newest step (no stale ``last-v1.ckpt`` beside it)."""
+    cfg = make_cfg(
+        *COMMON, "callbacks.step_checkpoint.every_n_train_steps=1", run_dir=tmp_path / "r"
+    )
+    parts = _fit(cfg)
+    folder = Path(parts["trainer"].default_root_dir) / "checkpoints"
+    lasts = sorted(p.name for p in folder.glob("last*.ckpt"))
+    assert lasts == ["last.ckpt"]
+    assert (
+        torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 6
+    )
+
+
 @pytest.mark.slow
 def test_sigterm_exits_143_from_the_command_line(tiny_corpus, tmp_path):
     args = [*cli_overrides(tiny_corpus, tmp_path / "logs"), *COMMON, *_signal(15, 1)]
