@@ -173,6 +173,8 @@ def test_predict_cli_prints_answer_and_saves_picture(
     assert capsys.readouterr().out.startswith("answer: ")
 
     # a user mistake is one error line (exit 2)
-    assert main([*common, "prompt=what is this?", "point=[5,5]"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main([*common, "prompt=what is this?", "point=[5,5]"])
+    assert stop.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "0 <region> placeholder(s) but 1 visual prompt(s)" in lines[0]

@@ -44,8 +44,8 @@ def random_colour(rng: np.random.Generator, saturation: float) -> np.ndarray:
 
 
 def _pair(rng: np.random.Generator, preset: Preset) -> tuple[np.ndarray, np.ndarray]:
-    a = random_colour(rng, preset.background_saturation)
-    spread = rng.uniform(*preset.background_contrast) * 255.0
+    a = random_colour(rng, preset.background.background_saturation)
+    spread = rng.uniform(*preset.background.background_contrast) * 255.0
     b = a + rng.normal(0.0, 1.0, 3) * spread / math.sqrt(3)
     return a, np.clip(b, 0, 255)
 
@@ -56,7 +56,7 @@ def _blend(t: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def background(rng: np.random.Generator, size: int, preset: Preset) -> np.ndarray:
     """A float RGB ``(size, size, 3)`` background of a kind drawn by the preset's weights."""
-    kinds, weights = zip(*preset.backgrounds, strict=True)
+    kinds, weights = zip(*preset.background.backgrounds, strict=True)
     p = np.asarray(weights, dtype=np.float64)
     kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
     a, b = _pair(rng, preset)
@@ -86,11 +86,11 @@ def background(rng: np.random.Generator, size: int, preset: Preset) -> np.ndarra
 def add_clutter(rng: np.random.Generator, img: np.ndarray, preset: Preset) -> None:
     """Paint small dots, line segments and blobs (no category) onto ``img`` in place."""
     size = img.shape[0]
-    n = int(rng.integers(preset.clutter[0], preset.clutter[1] + 1))
-    top = max(2.0, preset.clutter_size * size)
+    n = int(rng.integers(preset.background.clutter[0], preset.background.clutter[1] + 1))
+    top = max(2.0, preset.background.clutter_size * size)
     for _ in range(n):
         kind = MARKS[int(rng.integers(len(MARKS)))]
-        colour = random_colour(rng, min(1.0, preset.background_saturation + 0.3))
+        colour = random_colour(rng, min(1.0, preset.background.background_saturation + 0.3))
         cx, cy = rng.uniform(0, size, 2)
         r = rng.uniform(1.0, top) / 2
         if kind == "line":

@@ -34,7 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from scalar.data.synth import expressions, relations
-from scalar.data.synth.layout import SIZE_RANGES, SynthConfig, sample_objects
+from scalar.data.synth.layout import (
+    FLAT_OPTIONS,
+    SIZE_RANGES,
+    FlatLook,
+    SynthConfig,
+    sample_objects,
+)
 from scalar.data.synth.png import save_png
 from scalar.data.synth.shapes import BACKGROUND, COLOURS, render
 from scalar.data.synth.world import world_scene
@@ -71,7 +77,7 @@ def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: st
     preset = cfg.preset()
     if preset is None:  # the flat world, exactly as before the presets
         objs = sample_objects(rng, cfg, pool, must_include=must)
-        image = render(objs, s, s, cfg.noise, rng)
+        image = render(objs, s, s, cfg.flat.noise, rng)
     else:
         objs, image = world_scene(rng, cfg, preset, pool, must_include=must)
     save_png(image, path)
@@ -221,12 +227,16 @@ def build_synthetic(
     ``workers`` > 1 renders in that many processes (None: ``default_workers``); the output
     is the same for any ``workers``.
     """
-    known = {f.name for f in fields(SynthConfig)}
+    known = ({f.name for f in fields(SynthConfig)} - {"flat"}) | set(FLAT_OPTIONS)
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"build_synthetic: unknown option(s) {unknown}; known: {sorted(known)}")
+    flat = {k: options.pop(k) for k in FLAT_OPTIONS if k in options}
     if config is not None:
         options = {**{f.name: getattr(config, f.name) for f in fields(SynthConfig)}, **options}
+    if flat:
+        base = options.get("flat") or FlatLook()
+        options["flat"] = FlatLook(**{**{k: getattr(base, k) for k in FLAT_OPTIONS}, **flat})
     cfg = SynthConfig(**options)
     cfg.validate()
     out = Path(out_dir)

@@ -33,6 +33,17 @@ FREE_TRIES = 20  # uniform rejection sampling before the exact free-position sea
 FLAT_HELD_OUT = ("hexagon", "heart")
 
 
+@dataclass(frozen=True)
+class FlatLook:
+    """Options of the flat world only (the presets place and degrade scenes themselves)."""
+
+    overlap: float = 0.0  # largest IoU between two boxes (0: boxes kept apart)
+    noise: float = 0.0  # Gaussian pixel noise std, fraction of 255
+
+
+FLAT_OPTIONS = ("overlap", "noise")  # build options that go into ``SynthConfig.flat``
+
+
 @dataclass
 class SynthConfig:
     """Options of a synthetic corpus (see ``build_synthetic``)."""
@@ -47,9 +58,8 @@ class SynthConfig:
     min_objects: int | None = None  # None: 2 (flat), else the preset's
     max_objects: int | None = None  # None: 5 (flat), else the preset's
     same_look_fraction: float = 0.4
-    overlap: float = 0.0  # flat world only (the presets place objects themselves)
     texture: bool | None = None  # None: False (flat), True (fill patterns) otherwise
-    noise: float = 0.0  # flat world only (the presets degrade images themselves)
+    flat: FlatLook = FlatLook()  # flat-world overlap and noise (build options overlap=, noise=)
     held_out_categories: tuple[str, ...] | None = None  # None: the world's own three/two
     categories: tuple[str, ...] | None = None  # None: every category of the world
     difficulty: str = "flat"  # flat (shapes.py) | easy | default | hard (presets.py)
@@ -58,9 +68,9 @@ class SynthConfig:
         flat = self.difficulty == "flat"
         preset = None if flat else PRESETS.get(self.difficulty)
         if self.min_objects is None:
-            self.min_objects = 2 if preset is None else preset.min_objects
+            self.min_objects = 2 if preset is None else preset.objects.min_objects
         if self.max_objects is None:
-            self.max_objects = 5 if preset is None else preset.max_objects
+            self.max_objects = 5 if preset is None else preset.objects.max_objects
         if self.texture is None:
             self.texture = not flat
         if self.held_out_categories is None:
@@ -83,7 +93,7 @@ class SynthConfig:
         most = 8 if self.difficulty == "flat" else 12
         if not 1 <= self.min_objects <= self.max_objects <= most:
             raise ValueError(f"need 1 <= min_objects <= max_objects <= {most}, got {self.span()}")
-        if self.difficulty != "flat" and (self.overlap or self.noise):
+        if self.difficulty != "flat" and (self.flat.overlap or self.flat.noise):
             raise ValueError(
                 "overlap and noise are flat-world options; the difficulty presets place and "
                 f"degrade scenes themselves (scalar/data/synth/presets.py): {self.difficulty}"
@@ -92,8 +102,8 @@ class SynthConfig:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
         if not 0.0 <= self.same_look_fraction <= 1.0:
             raise ValueError(f"same_look_fraction must be in [0, 1]: {self.same_look_fraction}")
-        if not 0.0 <= self.overlap < 1.0:
-            raise ValueError(f"overlap (max IoU) must be in [0, 1): {self.overlap}")
+        if not 0.0 <= self.flat.overlap < 1.0:
+            raise ValueError(f"overlap (max IoU) must be in [0, 1): {self.flat.overlap}")
         names = self.category_names()
         known = {c.name for c in self.catalogue()}
         asked = (*(self.categories or ()), *self.held_out_categories)
@@ -121,7 +131,15 @@ class SynthConfig:
         return tuple(c for c in self.category_names() if c not in self.held_out_categories)
 
     def as_dict(self) -> dict:
-        d = asdict(self)
+        d = {}
+        for name, value in asdict(self).items():  # the manifest's keys and order predate ``flat``
+            if name == "flat":
+                continue
+            d[name] = value
+            if name == "same_look_fraction":
+                d["overlap"] = self.flat.overlap
+            elif name == "texture":
+                d["noise"] = self.flat.noise
         d["held_out_categories"] = list(self.held_out_categories)
         d["categories"] = list(self.category_names())
         if self.difficulty == "flat":  # the flat world's manifest predates the presets
@@ -244,7 +262,7 @@ def sample_objects(
         looks = sample_looks(rng, n, categories, cfg.same_look_fraction, cfg.texture, must_include)
         sizes = [SIZES[int(rng.integers(2))] for _ in looks]
         dims = [_box_size(rng, s, z, cfg.image_size) for (_, s, _), z in zip(looks, sizes)]
-        boxes = _place(rng, dims, cfg.image_size, cfg.overlap)
+        boxes = _place(rng, dims, cfg.image_size, cfg.flat.overlap)
         if boxes is None:
             continue
         return [

@@ -21,14 +21,20 @@ DIFFICULTIES = ("flat", "easy", "default", "hard")
 
 
 @dataclass(frozen=True)
-class Preset:
-    # background
+class Background:
+    """Background knobs of a preset."""
+
     backgrounds: tuple[tuple[str, float], ...]  # (kind, weight): noise | stripes | gradient
     background_contrast: tuple[float, float]  # spread between a background's two colours (0..1)
     background_saturation: float  # colourfulness of background colours (0 grey .. 1 full)
     clutter: tuple[int, int]  # small non-object marks per scene
     clutter_size: float  # largest mark side, as a fraction of the image side
-    # objects
+
+
+@dataclass(frozen=True)
+class Objects:
+    """Object knobs of a preset."""
+
     min_objects: int
     max_objects: int
     patterns: tuple[str, ...]  # fill patterns (the ``texture`` attribute word)
@@ -41,7 +47,12 @@ class Preset:
     occlusion: float  # chance an object is placed over an earlier one
     min_visible: float  # least visible fraction of an occluded object
     distractor: float  # chance an object reuses a category already in the scene
-    # degradations
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """Image degradation knobs of a preset (``degrade.py``)."""
+
     gain: tuple[float, float]  # lighting: multiply brightness
     gamma: tuple[float, float]  # lighting: gamma curve
     contrast: tuple[float, float]  # contrast about the mean
@@ -49,9 +60,18 @@ class Preset:
     noise: tuple[float, float]  # Gaussian noise std, fraction of 255
     jpeg: tuple[int, int]  # JPEG quality range; (0, 0): no compression
 
+
+@dataclass(frozen=True)
+class Preset:
+    """One difficulty preset: its background, object and degradation knobs."""
+
+    background: Background
+    objects: Objects
+    degradation: Degradation
+
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d["backgrounds"] = [list(b) for b in self.backgrounds]
+        d = {**asdict(self.background), **asdict(self.objects), **asdict(self.degradation)}
+        d["backgrounds"] = [list(b) for b in self.background.backgrounds]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
@@ -59,78 +79,96 @@ PATTERNS = ("plain", "striped", "dotted", "checked")
 
 PRESETS: dict[str, Preset] = {
     "easy": Preset(
-        backgrounds=(("gradient", 0.5), ("noise", 0.5)),
-        background_contrast=(0.1, 0.25),
-        background_saturation=0.25,
-        clutter=(0, 6),
-        clutter_size=0.03,
-        min_objects=2,
-        max_objects=6,
-        patterns=("plain", "striped"),
-        shading=0.15,
-        outline=0.2,
-        colour_jitter=6.0,
-        small=(0.11, 0.15),
-        large=(0.22, 0.3),
-        rotation=15.0,
-        occlusion=0.15,
-        min_visible=0.6,
-        distractor=0.3,
-        gain=(0.9, 1.1),
-        gamma=(0.9, 1.1),
-        contrast=(0.9, 1.05),
-        blur=(0.0, 0.4),
-        noise=(0.0, 0.02),
-        jpeg=(0, 0),
+        background=Background(
+            backgrounds=(("gradient", 0.5), ("noise", 0.5)),
+            background_contrast=(0.1, 0.25),
+            background_saturation=0.25,
+            clutter=(0, 6),
+            clutter_size=0.03,
+        ),
+        objects=Objects(
+            min_objects=2,
+            max_objects=6,
+            patterns=("plain", "striped"),
+            shading=0.15,
+            outline=0.2,
+            colour_jitter=6.0,
+            small=(0.11, 0.15),
+            large=(0.22, 0.3),
+            rotation=15.0,
+            occlusion=0.15,
+            min_visible=0.6,
+            distractor=0.3,
+        ),
+        degradation=Degradation(
+            gain=(0.9, 1.1),
+            gamma=(0.9, 1.1),
+            contrast=(0.9, 1.05),
+            blur=(0.0, 0.4),
+            noise=(0.0, 0.02),
+            jpeg=(0, 0),
+        ),
     ),
     "default": Preset(
-        backgrounds=(("noise", 0.45), ("stripes", 0.3), ("gradient", 0.25)),
-        background_contrast=(0.3, 0.6),
-        background_saturation=0.45,
-        clutter=(10, 30),
-        clutter_size=0.05,
-        min_objects=3,
-        max_objects=8,
-        patterns=PATTERNS,
-        shading=0.3,
-        outline=0.35,
-        colour_jitter=12.0,
-        small=(0.08, 0.14),
-        large=(0.18, 0.3),
-        rotation=40.0,
-        occlusion=0.35,
-        min_visible=0.45,
-        distractor=0.4,
-        gain=(0.8, 1.15),
-        gamma=(0.8, 1.25),
-        contrast=(0.75, 1.1),
-        blur=(0.0, 0.9),
-        noise=(0.015, 0.045),
-        jpeg=(40, 90),
+        background=Background(
+            backgrounds=(("noise", 0.45), ("stripes", 0.3), ("gradient", 0.25)),
+            background_contrast=(0.3, 0.6),
+            background_saturation=0.45,
+            clutter=(10, 30),
+            clutter_size=0.05,
+        ),
+        objects=Objects(
+            min_objects=3,
+            max_objects=8,
+            patterns=PATTERNS,
+            shading=0.3,
+            outline=0.35,
+            colour_jitter=12.0,
+            small=(0.08, 0.14),
+            large=(0.18, 0.3),
+            rotation=40.0,
+            occlusion=0.35,
+            min_visible=0.45,
+            distractor=0.4,
+        ),
+        degradation=Degradation(
+            gain=(0.8, 1.15),
+            gamma=(0.8, 1.25),
+            contrast=(0.75, 1.1),
+            blur=(0.0, 0.9),
+            noise=(0.015, 0.045),
+            jpeg=(40, 90),
+        ),
     ),
     "hard": Preset(
-        backgrounds=(("noise", 0.4), ("stripes", 0.35), ("gradient", 0.25)),
-        background_contrast=(0.3, 0.7),
-        background_saturation=0.6,
-        clutter=(16, 48),
-        clutter_size=0.06,
-        min_objects=4,
-        max_objects=10,
-        patterns=PATTERNS,
-        shading=0.45,
-        outline=0.5,
-        colour_jitter=20.0,
-        small=(0.06, 0.11),
-        large=(0.16, 0.28),
-        rotation=90.0,
-        occlusion=0.5,
-        min_visible=0.3,
-        distractor=0.55,
-        gain=(0.65, 1.25),
-        gamma=(0.7, 1.4),
-        contrast=(0.6, 1.15),
-        blur=(0.3, 1.4),
-        noise=(0.02, 0.07),
-        jpeg=(20, 70),
+        background=Background(
+            backgrounds=(("noise", 0.4), ("stripes", 0.35), ("gradient", 0.25)),
+            background_contrast=(0.3, 0.7),
+            background_saturation=0.6,
+            clutter=(16, 48),
+            clutter_size=0.06,
+        ),
+        objects=Objects(
+            min_objects=4,
+            max_objects=10,
+            patterns=PATTERNS,
+            shading=0.45,
+            outline=0.5,
+            colour_jitter=20.0,
+            small=(0.06, 0.11),
+            large=(0.16, 0.28),
+            rotation=90.0,
+            occlusion=0.5,
+            min_visible=0.3,
+            distractor=0.55,
+        ),
+        degradation=Degradation(
+            gain=(0.65, 1.25),
+            gamma=(0.7, 1.4),
+            contrast=(0.6, 1.15),
+            blur=(0.3, 1.4),
+            noise=(0.02, 0.07),
+            jpeg=(20, 70),
+        ),
     ),
 }

@@ -32,16 +32,16 @@ DOT_MIX = 0.55  # dots mix the colour this far towards white
 
 def sample_looks(rng, n: int, categories, cfg, preset: Preset, must_include=()) -> list[tuple]:
     """``n`` looks ``(colour, category, pattern)``: with chance ``cfg.same_look_fraction``
-    an object copies an earlier look, else with chance ``preset.distractor`` it reuses an
+    an object copies an earlier look, else with chance ``preset.objects.distractor`` it reuses an
     earlier category (a same-category distractor), else it draws a new category."""
-    patterns = preset.patterns if cfg.texture else (None,)
+    patterns = preset.objects.patterns if cfg.texture else (None,)
     looks: list[tuple] = []
     for _ in range(n):
         u = rng.random()
         if looks and u < cfg.same_look_fraction:
             looks.append(looks[int(rng.integers(len(looks)))])
             continue
-        if looks and rng.random() < preset.distractor:
+        if looks and rng.random() < preset.objects.distractor:
             cat = looks[int(rng.integers(len(looks)))][1]
         else:
             cat = categories[int(rng.integers(len(categories)))]
@@ -55,10 +55,10 @@ def sample_looks(rng, n: int, categories, cfg, preset: Preset, must_include=()) 
 
 
 def _geometry(rng, cat: str, size: str, preset: Preset, s: int) -> tuple:
-    lo, hi = preset.small if size == "small" else preset.large
+    lo, hi = preset.objects.small if size == "small" else preset.objects.large
     w = max(4.0, rng.uniform(lo, hi) * s)
     h = max(3.0, w * CATEGORY_BY_NAME[cat].aspect)
-    angle = math.radians(rng.uniform(-preset.rotation, preset.rotation))
+    angle = math.radians(rng.uniform(-preset.objects.rotation, preset.objects.rotation))
     ew, eh = rotated_extent(cat, w, h, angle)
     shrink = min(1.0, (s - 3) / max(ew, eh))
     return w * shrink, h * shrink, angle, ew * shrink, eh * shrink
@@ -82,7 +82,7 @@ def place(rng, looks, cfg, preset: Preset) -> tuple[list[dict], np.ndarray] | No
     for k, (colour, cat, pattern) in enumerate(looks):
         size = SIZES[int(rng.integers(len(SIZES)))]
         w, h, angle, ew, eh = _geometry(rng, cat, size, preset, s)
-        occlude = k > 0 and rng.random() < preset.occlusion
+        occlude = k > 0 and rng.random() < preset.objects.occlusion
         found = None
         for t in range(PLACE_TRIES):
             mode = "over" if occlude and t < PLACE_TRIES // 2 else "free"
@@ -100,7 +100,7 @@ def place(rng, looks, cfg, preset: Preset) -> tuple[list[dict], np.ndarray] | No
             if mode == "free" and lost.any() or mode == "over" and not lost.any():
                 continue
             left = np.asarray(vis, dtype=np.int64) - lost
-            if k and (left < np.asarray(full) * preset.min_visible).any():
+            if k and (left < np.asarray(full) * preset.objects.min_visible).any():
                 continue
             found = (poly, rows, cols, m, n, left)
             break
@@ -129,7 +129,7 @@ def place(rng, looks, cfg, preset: Preset) -> tuple[list[dict], np.ndarray] | No
 def _fill(rng, o: dict, rows, cols, m, preset: Preset) -> np.ndarray:
     """Colours ``(n, 3)`` of the object's pixels ``m`` of the patch ``rows, cols``."""
     rgb = np.array(COLOURS[o["colour"]], dtype=np.float64)
-    rgb = np.clip(rgb + rng.normal(0.0, preset.colour_jitter, 3), 0, 255)
+    rgb = np.clip(rgb + rng.normal(0.0, preset.objects.colour_jitter, 3), 0, 255)
     yy, xx = np.mgrid[rows, cols].astype(np.float64) + 0.5
     a = o["angle"]
     u = xx * math.cos(a) + yy * math.sin(a)
@@ -149,8 +149,8 @@ def _fill(rng, o: dict, rows, cols, m, preset: Preset) -> np.ndarray:
     phi = rng.uniform(0, 2 * math.pi)
     x, y, w, h = o["amodal_box"]
     ramp = ((xx - x - w / 2) * math.cos(phi) + (yy - y - h / 2) * math.sin(phi)) / max(w, h)
-    factor = factor * (1 + 2 * rng.uniform(0, preset.shading) * ramp)
-    if rng.random() < preset.outline:
+    factor = factor * (1 + 2 * rng.uniform(0, preset.objects.shading) * ramp)
+    if rng.random() < preset.objects.outline:
         edge = m & ~ndimage.binary_erosion(m)
         factor[edge] = OUTLINE_SHADE
     return (out * factor[..., None])[m]

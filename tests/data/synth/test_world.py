@@ -4,6 +4,7 @@ the vocabulary, degradations, and proposals that no longer find the objects."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -19,7 +20,7 @@ from scalar.data.readers.vg import read_visual_genome
 from scalar.data.synth import SynthConfig, build_synthetic
 from scalar.data.synth.backgrounds import background, value_noise
 from scalar.data.synth.degrade import degrade
-from scalar.data.synth.presets import PRESETS
+from scalar.data.synth.presets import PRESETS, Degradation
 from scalar.data.synth.shapes import rasterise
 from scalar.rl.proposal_quality import best_proposal_ious, iou_xyxy, summary
 
@@ -130,7 +131,7 @@ def test_occlusion_and_amodal_fields(world):
             ax, ay, aw, ah = a["amodal_bbox"]
             assert ax <= x and ay <= y and x + w <= ax + aw and y + h <= ay + ah
             vf = a["visible_fraction"]
-            assert preset.min_visible - 1e-3 <= vf <= 1.0
+            assert preset.objects.min_visible - 1e-3 <= vf <= 1.0
             occluded += vf < 1
             visible = mask_utils.decode(a["segmentation"])
             ys, xs = np.nonzero(visible)
@@ -177,9 +178,9 @@ def test_backgrounds_are_textured_and_degradations_apply():
         bg = background(rng, 64, PRESETS["default"])
         assert bg.std(axis=(0, 1)).max() > 8.0
     img = rng.uniform(0, 255, (32, 32, 3)).round()
-    same = PRESETS["default"].__class__(**{
-        **PRESETS["default"].__dict__, "gain": (1, 1), "gamma": (1, 1), "contrast": (1, 1),
-        "blur": (0, 0), "noise": (0, 0), "jpeg": (0, 0)})  # fmt: skip
+    none = Degradation(gain=(1, 1), gamma=(1, 1), contrast=(1, 1), blur=(0, 0), noise=(0, 0),
+                       jpeg=(0, 0))  # fmt: skip
+    same = dataclasses.replace(PRESETS["default"], degradation=none)
     assert np.array_equal(degrade(rng, img, same), img.astype(np.uint8))
     blurred = degrade(rng, img, PRESETS["hard"])
     assert blurred.astype(float).std() < img.std()  # blur (and JPEG) smooth the noise
