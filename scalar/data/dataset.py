@@ -11,7 +11,6 @@ in worker processes reach the main process through the batch).
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler
 
+from scalar.data.imagecheck import DECODE_ERRORS, failure_reason
 from scalar.data.sample import Sample
 from scalar.data.scene import Skips
 
@@ -34,13 +34,6 @@ def load_image(path: str, image_size: int, mean: Sequence[float], std: Sequence[
         arr = np.asarray(im, dtype=np.float32) / 255.0
     arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
-
-
-def _empty(path: str) -> bool:
-    try:
-        return os.path.getsize(path) == 0
-    except OSError:
-        return False
 
 
 class SampleDataset(Dataset):
@@ -79,10 +72,8 @@ class SampleDataset(Dataset):
             if len(self._recent) > self.CACHE:
                 self._recent.popitem(last=False)
             return image, None
-        except FileNotFoundError:
-            reason = "missing_image"
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            reason = "empty_image" if _empty(path) else "corrupt_image"
+        except DECODE_ERRORS as err:
+            reason = failure_reason(path, err)
         self._bad[path] = reason
         self.skips.add(reason, path)
         log.warning("%s: %s (sample replaced by the next loadable one)", reason, path)

@@ -16,18 +16,27 @@ from PIL import Image
 
 from scalar.data.scene import Scene, Skips
 
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def failure_reason(path: str, err: BaseException) -> str:
+    """The skip reason of an image whose opening raised ``err`` (one of ``DECODE_ERRORS``)."""
+    if isinstance(err, FileNotFoundError):
+        return "missing_image"
+    try:
+        empty = os.path.getsize(path) == 0
+    except OSError:
+        empty = False
+    return "empty_image" if empty else "corrupt_image"
+
 
 def decode_problem(path: str) -> str | None:
     """``None`` when the image decodes, else the skip reason (missing, empty, corrupt)."""
     try:
-        if os.path.getsize(path) == 0:
-            return "empty_image"
         with Image.open(path) as im:
             im.load()  # a full decode: verify() misses truncated pixel data
-    except FileNotFoundError:
-        return "missing_image"
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return "corrupt_image"
+    except DECODE_ERRORS as err:
+        return failure_reason(path, err)
     return None
 
 
