@@ -14,7 +14,6 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from scalar.data.readers.coco import read_coco
-from scalar.data.readers.lvis import read_lvis
 from scalar.data.readers.refcoco import read_refcoco
 from scalar.data.readers.vg import read_visual_genome
 from scalar.data.synth import SynthConfig, build_synthetic
@@ -23,6 +22,7 @@ from scalar.data.synth.degrade import degrade
 from scalar.data.synth.presets import PRESETS, Degradation
 from scalar.data.synth.shapes import rasterise
 from scalar.rl.proposal_quality import best_proposal_ious, iou_xyxy, summary
+from tests.data.synth.readback import read_back_coco_lvis
 
 SPLITS = ("train", "val", "test", "heldout")
 SMALL = dict(n_train=16, n_val=8, n_test=4, n_heldout=6, n_unlabeled=4)
@@ -82,14 +82,7 @@ def test_every_reader_reads_every_preset(world):
     root, m = world
     counts = m["counts"]
     for split in SPLITS:
-        c = counts[split]
-        coco = read_coco(root / f"coco/annotations/instances_{split}.json", root / "images", split)
-        lvis = read_lvis(root / f"lvis/lvis_v1_{split}.json", root, split)
-        for corp in (coco, lvis):
-            assert not corp.skips, corp.skips.report()
-            assert corp.counts()["images"] == c["images"]
-            assert corp.counts()["objects"] == c["objects"]
-            assert all(Path(s.image.path).is_file() for s in corp.scenes)
+        read_back_coco_lvis(root, m, split)
     ref = read_refcoco(root / "refcoco", "synthetic", "unc", image_dir=root / "images",
                        image_pattern=m["refcoco"]["image_pattern"])  # fmt: skip
     assert not ref.skips, ref.skips.report()
