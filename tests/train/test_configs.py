@@ -255,6 +255,17 @@ def test_every_option_of_a_nested_group_instantiates(group: str, option: str):
             is {"tdist": TDistContrastiveLoss, "infonce": InfoNCELoss}[option]
         )
         return
+    if group == "model/preprocess":  # the tower's pixel statistics reach the data encoding
+        spec = OmegaConf.load(CONF / group / f"{option}.yaml")
+        for model in GROUPS["model"]:
+            cfg = _compose(f"model={model}", f"{group}={option}")
+            assert list(cfg.model.vision.mean) == list(spec.mean), model
+            assert list(cfg.data.encoding.std) == list(spec.std), model
+        if option == "clip":  # the Python default of the data layer is the same numbers
+            from scalar.data.settings import CLIP_MEAN, CLIP_STD
+
+            assert (tuple(spec.mean), tuple(spec.std)) == (CLIP_MEAN, CLIP_STD)
+        return
     if group == "stage/validation":  # both stages take it whole, and their modules accept it
         spec = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))
         for stage in ("align", "rl"):
