@@ -37,9 +37,11 @@ def read_vocabulary(path: str | Path) -> list[str]:
 
 
 def stage_vocabulary(corpora, split: str = "train", path: str | Path | None = None) -> list[str]:
-    """The category names of ``corpora[split]`` (sorted) followed by the vocabulary file's
-    words that are not among them. A clear error when both are empty."""
-    names = sorted({c.name for c in corpora[split].categories}) if split in corpora else []
+    """The categories of the objects annotated in ``corpora[split]`` (sorted; a corpus's
+    category table may list more, e.g. COCO files list held-out ones) followed by the
+    vocabulary file's words that are not among them. A clear error when both are empty."""
+    scenes = corpora[split].scenes if split in corpora else []
+    names = sorted({o.category for s in scenes for o in s.objects})
     extra = [w for w in read_vocabulary(path) if w not in names] if path else []
     words = names + extra
     if not words:
