@@ -54,13 +54,13 @@ def stage_vocabulary(corpora, split: str = "train", path: str | Path | None = No
 
 def caption_phrases(text: str, max_words: int = 4) -> list[str]:
     """The noun-phrase-like chunks of a weak caption: split at punctuation, conjunctions
-    and prepositions, articles dropped; chunks of only image-level words (``GENERIC``)
-    or longer than ``max_words`` are left out. ``"a picture of a red circle and a star"``
+    and prepositions, articles and image-level words (``GENERIC``) dropped; chunks left
+    empty or longer than ``max_words`` are left out. ``"a picture of a red circle and a star"``
     -> ``["red circle", "star"]``."""
     out = []
     for chunk in _SPLIT.split(text.lower()):
-        words = [w for w in re.findall(r"[a-z][a-z'-]*", chunk) if w not in ARTICLES]
-        if not words or len(words) > max_words or all(w in GENERIC for w in words):
+        words = [w for w in re.findall(r"[a-z][a-z'-]*", chunk) if w not in ARTICLES | GENERIC]
+        if not words or len(words) > max_words:
             continue
         phrase = " ".join(words)
         if phrase not in out:
