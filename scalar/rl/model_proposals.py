@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from scalar.core.boxes import box_iou
 from scalar.rl.grounding import cell_logprobs, to_px
 from scalar.rl.rollout import collate_prompts, rec_sample
 from scalar.rl.vocabulary import caption_phrases
-from scalar.rl.proposal_quality import iou_xyxy
 
 
 def word_query(word: str) -> str:
@@ -60,7 +60,8 @@ def select_regions(groundings, max_proposals: int = 8, min_confidence: float = 0
             break
         if box[2] <= box[0] or box[3] <= box[1]:
             continue
-        if all(iou_xyxy(box, other) < nms_iou for _, other, _ in kept):
+        taken = torch.tensor([b for _, b, _ in kept]).reshape(-1, 4)
+        if not kept or float(box_iou(torch.tensor([box]), taken).max()) < nms_iou:
             kept.append((w, box, c))
     return kept
 

@@ -52,3 +52,19 @@ def test_fill_puts_the_model_regions_and_queries_in_the_items(monkeypatch):
     assert item["proposals"] == [(1, 1, 3, 3)] and item["expressions"] == ["the circle"]
     with pytest.raises(ValueError, match="vocabulary"):
         ModelProposals([])
+
+
+def test_model_proposal_quality_scores_each_object_by_its_best_proposal(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from scalar.data.scene import Object, Scene
+    from scalar.rl.proposal_quality import best_model_proposal_ious
+
+    Image.new("RGB", (10, 20), "white").save(tmp_path / "i.png")
+    objs = [Object(0, "circle", (0.0, 0.0, 5.0, 10.0)), Object(1, "star", (0.0, 10.0, 5.0, 20.0))]
+    scene = Scene(image=ImageInfo("i", str(tmp_path / "i.png"), 10, 20), objects=objs)
+    g = [("circle", A, 0.9), ("star", (0.0, 0.75, 0.5, 1.0), 0.5)]  # star: half its object
+    monkeypatch.setattr(model_proposals, "word_groundings", lambda m, c, items, w, d: [g])
+    dm = type("DM", (), {"image_size": 8, "mean": (0, 0, 0), "std": (1, 1, 1), "collator": None})
+    ious = best_model_proposal_ious(None, dm, [scene], ["circle", "star"])
+    assert ious == pytest.approx([1.0, 0.5])
