@@ -11,7 +11,12 @@ from scalar.data.scene import ImageInfo
 from scalar.rl import model_proposals
 from scalar.rl.model_proposals import ModelProposals, box_mask, select_regions
 
-A, A2, B, C = (0.0, 0.0, 0.5, 0.5), (0.05, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0), (0.6, 0.0, 0.9, 0.3)
+A, A2, B, C = (
+    (0.0, 0.0, 0.5, 0.5),
+    (0.05, 0.0, 0.5, 0.5),
+    (0.5, 0.5, 1.0, 1.0),
+    (0.6, 0.0, 0.9, 0.3),
+)
 
 
 def test_select_regions_keeps_confident_distinct_regions():
