@@ -50,7 +50,10 @@ def read_captions(path: str | Path, skips: Skips) -> dict[str, list[str]]:
     entries that are not non-empty texts are counted as ``bad_caption`` and dropped."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"captions file not found: {path}")
+        raise FileNotFoundError(
+            f"captions file not found: {path} (a synthetic corpus built before captions.json: "
+            "rebuild it; images alone: set the reader's captions to null)"
+        )
     try:
         data = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
