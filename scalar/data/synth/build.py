@@ -4,7 +4,7 @@ Layout of ``out_dir``::
 
     images/COCO_train2014_{image_id:012d}.png     labelled images, ids from 1 over splits
     unlabeled/{i:06d}.png                         unlabeled pool (held-out shapes included)
-    unlabeled/queries.json                        {file: [expressions]}, text only (RL prompts)
+    unlabeled/captions.json                       {file: caption}: weak alt-text (RL prompts)
     coco/annotations/instances_{split}.json       COCO instances, split in SPLITS
     refcoco/synthetic/refs(unc).p, instances.json refer-toolkit layout (+ sent_kinds)
     vg/{image_data,objects,attributes,relationships,region_descriptions}.json
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from scalar.data.synth import expressions, relations
+from scalar.data.synth.captions import CAPTIONS_FILE, weak_caption
 from scalar.data.synth.layout import (
     FLAT_OPTIONS,
     SIZE_RANGES,
@@ -60,7 +61,6 @@ from scalar.data.synth.writers_vg import write_vg
 
 VERSION = "synthetic-shapes-1"
 WORLD_VERSION = "synthetic-world-2"  # the difficulty presets (not flat)
-QUERIES_FILE = "queries.json"  # text-only queries of the unlabeled pool
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "heldout": 3, "unlabeled": 4}
 N_NEGATIVES = 2
 MAX_AUTO_WORKERS = 4
@@ -83,15 +83,11 @@ def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: st
     save_png(image, path)
     record = {"image_id": image_id, "split": split, "width": s, "height": s, "objects": objs}
     size = (s, s)
+    if split == "unlabeled":  # weak caption only (drawn after rendering: the PNG is unchanged)
+        record["caption"] = weak_caption(objs, cfg.category_names(), rng)
+        return record
     table = expressions.scene_relations(objs, size)
     marks = [expressions.unique_attrs(objs, j, cfg.texture, size) for j in range(len(objs))]
-    if split == "unlabeled":  # query texts only (drawn after rendering: the PNG is unchanged)
-        record["queries"] = [
-            t
-            for i in range(len(objs))
-            for _, t in expressions.refer(objs, i, cfg.texture, size, rng, marks, table)
-        ]
-        return record
     refs, regions, rels = [], [], []
     for i, o in enumerate(objs):
         object_area(o)  # cached for the writers
@@ -139,12 +135,12 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def write_queries(out: Path, unlabeled: list[dict]) -> list[str]:
-    """``unlabeled/queries.json``: ``{file name: [referring expressions]}`` of the unlabeled
-    pool, text only (no boxes, no object ids): prompts for the RL stage's grounding rows."""
-    queries = {f"{i:06d}.png": r["queries"] for i, r in enumerate(unlabeled)}
-    (out / "unlabeled" / QUERIES_FILE).write_text(json.dumps(queries, indent=0))
-    return [f"unlabeled/{QUERIES_FILE}"]
+def write_captions(out: Path, unlabeled: list[dict]) -> list[str]:
+    """``unlabeled/captions.json``: ``{file name: weak caption}`` of the unlabeled pool
+    (:mod:`scalar.data.synth.captions`): no box, no object id, no per-object list."""
+    captions = {f"{i:06d}.png": r["caption"] for i, r in enumerate(unlabeled)}
+    (out / "unlabeled" / CAPTIONS_FILE).write_text(json.dumps(captions, indent=0))
+    return [f"unlabeled/{CAPTIONS_FILE}"]
 
 
 def _run(task: tuple) -> dict:
@@ -263,7 +259,7 @@ def build_synthetic(
         files += write_lvis(out, by_split, cats)
 
         unlabeled = [r for r in records if r["split"] == "unlabeled"]
-        files += write_queries(out, unlabeled)
+        files += write_captions(out, unlabeled)
 
     counts = {s: _split_counts(by_split[s], True) for s in SPLITS}
     counts["unlabeled"] = _split_counts(unlabeled, False)
