@@ -37,14 +37,23 @@ def say_once(message: str) -> None:
         print(message, flush=True)
 
 
-def _read(reader: Callable[[], Corpus] | None) -> tuple[Corpus | None, bool]:
-    """Read through ``merge``'s cache (one read for every split); ``(corpus, first)``."""
+def _read(reader) -> tuple[Corpus | None, bool]:
+    """Read through ``merge``'s cache (one read for every split); ``(corpus, first)``.
+    A list of readers (e.g. COCO 2017 train and val) is read as one corpus."""
     if reader is None:
         return None, False
     key = "join:" + repr(reader)
     first = key not in merge._CACHE
     if first:
-        merge._CACHE[key] = [reader(), True]
+        if callable(reader):
+            corpus = reader()
+        else:
+            parts = [r() for r in reader]
+            corpus = Corpus(parts[0].name, [s for p in parts for s in p.scenes], skips=Skips())
+            for p in parts:
+                corpus.skips.update(p.skips)
+                corpus.categories += [c for c in p.categories if c not in corpus.categories]
+        merge._CACHE[key] = [corpus, True]
     return merge._CACHE[key][0], first
 
 
@@ -204,4 +213,3 @@ def read_joint(
         report["hierarchy"] = {"wordnet": None}
     meta = {**base_corpus.meta, "join": report, "shared": False}
     return Corpus(name, scenes, list(categories.values()), skips, meta)
-

@@ -83,8 +83,13 @@ def _corpora():
                                         synset="dog.n.01")])  # fmt: skip
     vg_objs = [
         Object(31, "man", (50.0, 50.0, 150.0, 250.0), synset="man.n.01", attributes=["tall"]),
-        Object(32, "dog", (200.0, 150.0, 300.0, 250.0), synset="dog.n.01",
-               attributes=["brown", "small"]),  # fmt: skip
+        Object(
+            32,
+            "dog",
+            (200.0, 150.0, 300.0, 250.0),
+            synset="dog.n.01",
+            attributes=["brown", "small"],
+        ),  # fmt: skip
         Object(33, "tree", (0.0, 0.0, 40.0, 100.0), synset="tree.n.01"),
         Object(34, "car", (200.0, 150.0, 300.0, 250.0), synset="car.n.01"),  # on the dog
     ]
