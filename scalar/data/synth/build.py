@@ -43,6 +43,7 @@ from scalar.data.synth.layout import (
 )
 from scalar.data.synth.png import save_png
 from scalar.data.synth.shapes import BACKGROUND, COLOURS, render
+from scalar.data.synth.vg_view import VG_OPTIONS, check_vg_options, vg_view
 from scalar.data.synth.world import world_scene
 from scalar.data.synth.writers import (
     IMAGE_DIR,
@@ -56,7 +57,6 @@ from scalar.data.synth.writers import (
     write_lvis,
     write_refcoco,
 )
-from scalar.data.synth.vg_view import VG_OPTIONS, check_vg_options, vg_view
 from scalar.data.synth.writers_vg import write_vg
 
 VERSION = "synthetic-shapes-1"

@@ -69,7 +69,9 @@ def test_vg_file_has_its_own_ids_and_only_the_vg_files_change(builds):
     ids_a = [o["object_id"] for e in a for o in e["objects"]]
     assert [o["object_id"] for e in b for o in e["objects"]] == [VG_ID_OFFSET + i for i in ids_a]
     for name in ("refcoco/synthetic/instances.json", "images/COCO_train2014_000000000001.png"):
-        assert (shared / name).read_bytes() == (own / name).read_bytes() == (jit / name).read_bytes()
+        assert (
+            (shared / name).read_bytes() == (own / name).read_bytes() == (jit / name).read_bytes()
+        )
     assert "vg_view" not in json.loads((shared / "manifest.json").read_text())
     assert json.loads((jit / "manifest.json").read_text())["vg_view"] == {
         "vg_own_ids": True, "vg_jitter": 0.15}  # fmt: skip
