@@ -303,8 +303,10 @@ def main_join(a) -> None:
     out.write_text(json.dumps(res, indent=2) + "\n")
     m = res["meta"]
     print(json.dumps({k: v for k, v in res["join"].items() if k != "splits"}))
-    print(f"join: {m['join_wall_s']} s wall, {m['join_cpu_s_with_helpers']} cpu s with helpers, "
-          f"{m['join_peak_gb']} GB peak (load avg {m['load_avg_1m_at_end']}); wrote {out}")
+    print(
+        f"join: {m['join_wall_s']} s wall, {m['join_cpu_s_with_helpers']} cpu s with helpers, "
+        f"{m['join_peak_gb']} GB peak (load avg {m['load_avg_1m_at_end']}); wrote {out}"
+    )
 
 
 if __name__ == "__main__":

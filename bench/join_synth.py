@@ -119,7 +119,9 @@ def generate(out: Path, scale: float = 1.0, seed: int = 0) -> dict:
                          coco_imgs[part], coco_anns[part], cats)  # fmt: skip
         _write_json_rows(out / "lvis" / f"lvis_v1_{part}.json", "{", lvis_imgs[part],
                          lvis_anns[part], '"categories": ' + json.dumps(lvis_cats))  # fmt: skip
-    _write_json_rows(out / "refcoco" / "refcoco" / "instances.json", "{", ref_images, ref_anns, cats)
+    _write_json_rows(
+        out / "refcoco" / "refcoco" / "instances.json", "{", ref_images, ref_anns, cats
+    )
     with open(out / "refcoco" / "refcoco" / "refs(unc).p", "wb") as f:
         pickle.dump(refs, f)
     (out / "lvis" / "coco_to_synset.json").write_text(
@@ -131,7 +133,9 @@ def generate(out: Path, scale: float = 1.0, seed: int = 0) -> dict:
         if i > n_linked or i not in sizes:
             return None
         W, H = sizes[i]
-        objs = [(f"cat{c}", *_jitter(vrng, x, y, w, h, VG_SCALE)) for _, c, x, y, w, h in objects[i]]
+        objs = [
+            (f"cat{c}", *_jitter(vrng, x, y, w, h, VG_SCALE)) for _, c, x, y, w, h in objects[i]
+        ]
         return (i, int(W * VG_SCALE), int(H * VG_SCALE), objs)
 
     vg = generate_vg(out / "vg", scale, seed, linked=linked)
@@ -172,7 +176,8 @@ def phase_join(a, clock, since) -> dict:
     t = os.times()  # the VG reader's region helper process
     out["children_cpu_s"] = round(t.children_user + t.children_system, 2)
     out["children_peak_rss_mb"] = round(
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+    )
     clear_cache()
     t0, n, full = clock(), 0, 0
     for c in corpora.values():

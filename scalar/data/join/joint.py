@@ -26,7 +26,7 @@ from scalar.data import merge
 from scalar.data.join.match import match_objects
 from scalar.data.join.wordnet import WordNet, load_wordnet
 from scalar.data.readers.common import load_json
-from scalar.data.scene import Corpus, Region, Relation, Scene, Skips
+from scalar.data.scene import Corpus, Object, Region, Relation, Scene, Skips
 
 _SAID: set[str] = set()
 
@@ -37,9 +37,11 @@ def say_once(message: str) -> None:
         print(message, flush=True)
 
 
-def _read(reader) -> tuple[Corpus | None, bool]:
+def _read(reader, by_coco_id: bool = False) -> tuple[Corpus | None, bool]:
     """Read through ``merge``'s cache (one read for every split); ``(corpus, first)``.
-    A list of readers (e.g. COCO 2017 train and val) is read as one corpus."""
+    A list of readers (e.g. COCO 2017 train and val) is read as one corpus. With
+    ``by_coco_id`` (Visual Genome) the scenes without a ``coco_id`` are counted
+    (``meta["no_coco_id"]``: image ids) and dropped from the kept corpus at once."""
     if reader is None:
         return None, False
     key = "join:" + repr(reader)
@@ -53,6 +55,12 @@ def _read(reader) -> tuple[Corpus | None, bool]:
             for p in parts:
                 corpus.skips.update(p.skips)
                 corpus.categories += [c for c in p.categories if c not in corpus.categories]
+        if by_coco_id:
+            corpus.meta["no_coco_id"] = [
+                s.image.id for s in corpus.scenes if s.meta.get("coco_id") is None
+            ]
+            corpus.meta["images_read"] = len(corpus.scenes)
+            corpus.scenes = [s for s in corpus.scenes if s.meta.get("coco_id") is not None]
         merge._CACHE[key] = [corpus, True]
     return merge._CACHE[key][0], first
 
@@ -108,13 +116,13 @@ def join_scene(
             mine.mask = o.mask
     if keep_unmatched:
         for j in m.unmatched_other:
-            o = copy.copy(other.objects[j])
-            o.attributes = list(o.attributes)
-            o.id = f"{name}:{o.id}"
-            o.box = (o.box[0] * sx, o.box[1] * sy, o.box[2] * sx, o.box[3] * sy)
-            if (sx, sy) != (1.0, 1.0):
-                o.mask = None
-            ids[other.objects[j].id] = o.id
+            src = other.objects[j]
+            b = src.box
+            o = Object(f"{name}:{src.id}", src.category, (b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy),
+                       src.category_id, src.supercategory, src.synset,
+                       src.mask if (sx, sy) == (1.0, 1.0) else None, list(src.attributes),
+                       src.iscrowd)  # fmt: skip
+            ids[src.id] = o.id
             base.objects.append(o)
     known = {(r.subject, r.predicate, r.object) for r in base.relations}
     for r in other.relations:
@@ -184,23 +192,23 @@ def read_joint(
     report: dict[str, Any] = {}
     others = [("coco", coco if refcoco is not None else None, iou, False),
               ("lvis", lvis, iou, False), ("vg", vg, vg_iou, True)]  # fmt: skip
-    for other_name, reader, thr, by_coco_id in others:
-        corpus, first = _read(reader)
+    read = {n: _read(r, by_coco_id) for n, r, _, by_coco_id in others[::-1]}  # VG first
+    for other_name, _, thr, by_coco_id in others:
+        corpus, first = read[other_name]
         if corpus is None:
             continue
         pair, used = _Pair(), set()
+        if first:
+            for image_id in corpus.meta.get("no_coco_id", []):
+                skips.add("join_no_coco_id", f"{other_name} image {image_id}")
         for s in corpus.scenes:
             key = _image_key(s, by_coco_id)
-            if key is None:
-                if first:
-                    skips.add("join_no_coco_id", f"{other_name} image {s.image.id}")
-                continue
             target = by_image.get(key)
             if target is None:
                 continue  # another split's image, or one the base lacks (counted below)
             used.add(s.image.id)
             join_scene(target, s, other_name, pair, thr, wordnet, keep_unmatched)
-        pair.c["images_other"] = len(corpus.scenes)
+        pair.c["images_other"] = corpus.meta.get("images_read", len(corpus.scenes))
         report[f"{base_name}~{other_name}"] = pair.c
         skips.update(corpus.skips.restrict(lambda i, u=used: i in u, first))
         for c in corpus.categories:
