@@ -45,6 +45,18 @@ def test_every_option_composes(group: str, option: str):
         OmegaConf.to_container(cfg.get(group) if group != "debug" else cfg.trainer, resolve=True)
 
 
+@pytest.mark.parametrize("option", ["joint", "synthetic_joint"])
+def test_joined_data_configs_instantiate(option: str):
+    cfg = _compose(f"data={option}")
+    for split, spec in cfg.data.corpora.items():
+        spec = spec[0] if OmegaConf.is_list(spec) else spec
+        if "refcoco" in spec:  # the unlabeled folder reader is not joined
+            reader = instantiate(spec, _convert_="all")
+            assert reader.func.__name__ == "read_joint", split
+            assert reader.keywords["refcoco"].func.__name__ == "read_refcoco", split
+    assert type(instantiate(cfg.data)).__name__ == "SceneDataModule"
+
+
 def test_every_line_of_owned_configs_is_commented():
     owned = ["train.yaml", "stage", "trainer", "logger", "callbacks", "optim", "loss",
              "experiment", "hparams_search", "debug", "hydra", "reward", "rl", "eval.yaml"]  # fmt: skip

@@ -44,6 +44,7 @@ from scalar.data.synth.layout import (
 )
 from scalar.data.synth.png import save_png
 from scalar.data.synth.shapes import BACKGROUND, COLOURS, render
+from scalar.data.synth.vg_view import VG_OPTIONS, check_vg_options, vg_view
 from scalar.data.synth.world import world_scene
 from scalar.data.synth.writers import (
     IMAGE_DIR,
@@ -223,11 +224,13 @@ def build_synthetic(
     ``workers`` > 1 renders in that many processes (None: ``default_workers``); the output
     is the same for any ``workers``.
     """
-    known = ({f.name for f in fields(SynthConfig)} - {"flat"}) | set(FLAT_OPTIONS)
+    known = ({f.name for f in fields(SynthConfig)} - {"flat"}) | set(FLAT_OPTIONS) | set(VG_OPTIONS)
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"build_synthetic: unknown option(s) {unknown}; known: {sorted(known)}")
     flat = {k: options.pop(k) for k in FLAT_OPTIONS if k in options}
+    vg = {k: options.pop(k) for k in VG_OPTIONS if k in options}  # own VG ids / box jitter
+    check_vg_options(**vg)
     if config is not None:
         options = {**{f.name: getattr(config, f.name) for f in fields(SynthConfig)}, **options}
     if flat:
@@ -255,7 +258,7 @@ def build_synthetic(
         assign_ids([r for s in SPLITS for r in by_split[s]])
         files = write_coco(out, by_split, cats)
         files += write_refcoco(out, by_split, cats)
-        files += write_vg(out, by_split)
+        files += write_vg(out, vg_view(by_split, cfg.seed, **vg))
         files += write_lvis(out, by_split, cats)
 
         unlabeled = [r for r in records if r["split"] == "unlabeled"]
@@ -294,5 +297,7 @@ def build_synthetic(
         },  # fmt: skip
         "files": files + ["manifest.json"],
     }
+    if any(vg.values()):  # recorded only when set: default builds keep their bytes
+        manifest["vg_view"] = vg
     dump_json(manifest, out / "manifest.json")
     return manifest
