@@ -114,4 +114,6 @@ def test_group_size_is_checked_per_algorithm():
         with pytest.raises(ValueError, match=f"group_size must be >= 2 for {algo.name}"):
             algo.check(Sampling(group_size=1))
     assert GRPO(kl_beta=0.1).config() == {"name": "grpo", "kl_beta": 0.1, "clip_eps": 0.2,
-                                          "adv_eps": 1e-6, "adv_std": True}  # fmt: skip
+                                          "adv_eps": 1e-6, "adv_std": True, "mu": 1,
+                                          "entropy_coef": 0.0, "varentropy_coef": 0.0,
+                                          "box_actions": False}  # fmt: skip
