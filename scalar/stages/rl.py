@@ -72,6 +72,7 @@ class RLModule(AlignModule):
         self.algo, self.sampling, self.prompts, self.rewards = algo, sampling, prompts, rewards
         self.sampler = Sampler(sampling, rewards, prompts)
         self.table = table if table is not None else SampleTable(every=0)
+        self.table.terms = self.table.terms or list(rewards.specs)  # a column per reward term
         self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler", "algo",
                                           "sampling", "prompts", "rewards", "table"])  # fmt: skip
         self.hparams.update(algo=algo.config(), sampling=asdict(sampling))

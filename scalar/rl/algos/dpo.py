@@ -57,9 +57,15 @@ class DPO(Algorithm):
     beta: float = 0.1
     score_terms: Sequence[str] = ("semantic", "localization")
     refine_fraction: float = 0.5
+    score_weights: Sequence[float] | None = None  # one per score term (None: all 1)
 
     def __post_init__(self):
         self.score_terms = tuple(self.score_terms)
+        if self.score_weights is not None:
+            self.score_weights = tuple(float(w) for w in self.score_weights)
+            if len(self.score_weights) != len(self.score_terms):
+                raise ValueError(f"rl.algo.score_weights: one per score term {self.score_terms}, "
+                                 f"got {list(self.score_weights)}")  # fmt: skip
         if not 0.0 <= float(self.refine_fraction) <= 1.0:
             raise ValueError(
                 f"rl.algo.refine_fraction must be in [0, 1], got {self.refine_fraction}"
@@ -72,11 +78,13 @@ class DPO(Algorithm):
         return {"loss": loss, **stats}
 
     def rank(self, terms, applies, total) -> np.ndarray:
-        """Per sample: the sum of ``score_terms`` where one applies, else the total."""
+        """Per sample: the ``score_weights``-weighted sum of ``score_terms`` where one
+        applies, else the total."""
         score, used = np.zeros(len(total)), np.zeros(len(total), dtype=bool)
-        for name in self.score_terms:
+        weights = self.score_weights or (1.0,) * len(self.score_terms)
+        for name, w in zip(self.score_terms, weights):
             if name in terms:
-                score += np.where(applies[name], terms[name], 0.0)
+                score += w * np.where(applies[name], terms[name], 0.0)
                 used |= applies[name]
         return np.where(used, score, total)
 
@@ -123,6 +131,9 @@ class DPO(Algorithm):
             ref = sampler.logprobs(ctx.reference, pair, tokens, lengths, 1.0)[0].sum(1)
         terms = self.loss(PairBatch(pol[:b], pol[b:], ref[:b], ref[b:]))
         gen["advantage"] = torch.as_tensor(first.reshape(-1), dtype=torch.float32)
+        gen["terms"], gen["applies"] = ro.terms, ro.applies
+        gen["pairs"] = {i * g: (decode(model, chosen[i]), decode(model, rejected[i]))
+                        for i in range(b)}  # fmt: skip
         return Step(terms.pop("loss"), terms, rep, gen, total, ro.log)
 
     def ground_loss(self, ctx: RolloutContext, prompts: dict, ro: GroundRollout):

@@ -110,6 +110,6 @@ def update(algo, ctx: RolloutContext, kept: Kept) -> Step:
     terms["completion_len"] = ro.gen["lengths"].float().mean()
     terms["inner_update"] = torch.tensor(float(int(getattr(algo, "mu", 1)) - kept.left))
     ro.gen["advantage"] = adv.reshape(-1).detach().cpu()
-    ro.gen["terms"] = ro.terms
+    ro.gen["terms"], ro.gen["applies"] = ro.terms, ro.applies
     kept.left -= 1
     return Step(loss, terms, ro.rep, ro.gen, ro.total, dict(ro.log))
