@@ -16,7 +16,6 @@ from scalar.rewards.consistency import (
     prompt_format_consistency_reward,
     query_agreement_reward,
 )
-from scalar.rewards.mentions import entity_mention_reward, mentioned_names
 from scalar.rewards.entropy import entropy_regulariser, varentropy_entropy_penalty
 from scalar.rewards.functions import (
     as_boxes,
@@ -32,6 +31,7 @@ from scalar.rewards.functions import (
     parse_count,
     semantic_reward,
 )
+from scalar.rewards.mentions import entity_mention_reward, mentioned_names
 
 __all__ = [
     "CiderD",

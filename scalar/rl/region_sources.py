@@ -105,7 +105,9 @@ class RegionPrompts(LabeledPrompts):
                         "texts": texts, "pred_counts": parse_count(texts),
                         "gt_counts": [int(samples[rows[k]].meta["value"]) for k in count]}))  # fmt: skip
                 if rest:
-                    out.append(([rows[k] for k in rest], {"texts": [ctx["texts"][k] for k in rest]}))
+                    out.append(
+                        ([rows[k] for k in rest], {"texts": [ctx["texts"][k] for k in rest]})
+                    )
             else:
                 out.append((rows, ctx))
         return out
@@ -118,11 +120,15 @@ class RegionPrompts(LabeledPrompts):
         entities = []
         for s, o in zip(samples, objs):
             refs = " ".join(s.meta.get("references") or [s.target])
-            entities.append(list(dict.fromkeys([c for _, c in o] + mentioned_names(refs, self.names))))
+            entities.append(
+                list(dict.fromkeys([c for _, c in o] + mentioned_names(refs, self.names)))
+            )
         mentions = [mentioned_names(t, self.names)[: self.max_mentions] for t in texts]
         ctx = {"entities": entities, "mentions": mentions}
         if self.localize:
-            ctx.update(self.localization(model, batch, rows, mentions, regions, frames, objs, device))
+            ctx.update(
+                self.localization(model, batch, rows, mentions, regions, frames, objs, device)
+            )
         if self.semantic != "none":
             emb = self.embeddings(model, batch, rows, texts, regions, frames)
             ctx.update(region_embeddings=emb[0], text_embeddings=emb[1])

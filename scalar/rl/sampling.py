@@ -11,7 +11,6 @@ The algorithms (:mod:`scalar.rl.algos`) turn rollouts into losses.
 from __future__ import annotations
 
 import time
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any

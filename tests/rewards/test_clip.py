@@ -37,7 +37,10 @@ def test_semantic_score_equals_a_direct_open_clip_computation(tiny_clip):
     scorer = ClipScorer("scalar-test-clip", str(tiny_clip / "weights.pt"), str(tiny_clip))
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
-    boxes, texts = [(0, 0, 30, 20), (10, 5, 60, 40)], ["a red circle", "the blue star left of a cross"]
+    boxes, texts = (
+        [(0, 0, 30, 20), (10, 5, 60, 40)],
+        ["a red circle", "the blue star left of a cross"],
+    )
     crops = [crop(image, b, (60, 40)) for b in boxes]
     assert crops[0].size == (30, 20) and crops[1].size == (50, 35)
     img, txt = scorer.embed(crops, texts)

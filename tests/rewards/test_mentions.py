@@ -10,8 +10,10 @@ from scalar.rewards.mentions import entity_mention_reward, mentioned_names
 
 def test_mentioned_names_match_words_plurals_and_phrases():
     names = ["circle", "star", "traffic light", "box", "cross"]
-    assert mentioned_names("two circles left of a traffic light", names) == ["circle",
-                                                                              "traffic light"]
+    assert mentioned_names("two circles left of a traffic light", names) == [
+        "circle",
+        "traffic light",
+    ]
     assert mentioned_names("the boxes near the stars", names) == ["star", "box"]
     assert mentioned_names("a crossing light", names) == []  # words, not substrings
 

@@ -24,9 +24,14 @@ def _batch():
                    {"question_type": "count", "value": 2})  # fmt: skip
     other = Sample("spatial_qa", INFO, "is the star left of the box?", "yes", [], [],
                    {"question_type": "left_right", "value": True})  # fmt: skip
-    return {"samples": [cap, count, other], "prompt_input_ids": torch.zeros(3, 2),
-            "target_boxes": torch.zeros(0, 4), "target_batch": torch.zeros(0, dtype=torch.long),
-            "images": torch.zeros(1, 3, 8, 8), "image_index": torch.zeros(3, dtype=torch.long)}
+    return {
+        "samples": [cap, count, other],
+        "prompt_input_ids": torch.zeros(3, 2),
+        "target_boxes": torch.zeros(0, 4),
+        "target_batch": torch.zeros(0, dtype=torch.long),
+        "images": torch.zeros(1, 3, 8, 8),
+        "image_index": torch.zeros(3, dtype=torch.long),
+    }
 
 
 def _source(**kw):
@@ -67,7 +72,9 @@ def test_localization_grounds_the_mentioned_names(monkeypatch):
     # references: the region and its objects, in [0, 1] of the 100 x 50 image
     want = [[(0.0, 0.0, 0.5, 1.0), (0.05, 0.1, 0.25, 0.5), (0.3, 0.6, 0.45, 0.9)]]
     np.testing.assert_allclose(np.array(ctx["ref_boxes_list"][0]), np.array(want[0]))
-    assert localization_reward(ctx["pred_boxes_list"], ctx["ref_boxes_list"])[0] == pytest.approx(1.0)
+    assert localization_reward(ctx["pred_boxes_list"], ctx["ref_boxes_list"])[0] == pytest.approx(
+        1.0
+    )
 
 
 def test_semantic_clip_without_a_model_is_one_clear_error():

@@ -46,7 +46,9 @@ def test_region_rewards_run_and_log_each_term(algo, tiny_corpus, align_ckpt, tmp
     rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "rl_samples.csv").open()))
     assert rows and {f"term/{t}" for t in terms} <= set(rows[0])
     assert any(r["thumbnail"] for r in rows)
-    assert all((Path(cfg.paths.output_dir) / r["thumbnail"]).is_file() for r in rows if r["thumbnail"])
+    assert all(
+        (Path(cfg.paths.output_dir) / r["thumbnail"]).is_file() for r in rows if r["thumbnail"]
+    )
     if algo == "dpo":
         assert any(r["chosen"] for r in rows)
     if algo == "scst":

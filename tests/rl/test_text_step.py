@@ -15,11 +15,9 @@ from scalar.data.scene import ImageInfo
 from scalar.rewards.entropy import entropy_regulariser
 from scalar.rewards.functions import iou_reward
 from scalar.rl.advantages import grpo_advantages
-from scalar.rl.algos import GRPO, SCST
-from scalar.rl.algos import text_step
+from scalar.rl.algos import GRPO, SCST, text_step
 from scalar.rl.policy_pass import policy_pass
-from scalar.rl.rollout import collate_prompts, rec_sample, repeat_rows
-from scalar.rl.rollout import frozen_copy
+from scalar.rl.rollout import collate_prompts, frozen_copy, rec_sample, repeat_rows
 from scalar.rl.sampling import RolloutContext, Sampling, TextRollout
 from tests.conftest import CORPUS, compose_train
 
@@ -86,7 +84,9 @@ def test_mu_updates_reuse_one_rollout_and_the_clip_changes_the_gradient(tiny):
     assert first.stats["clip_frac"].item() == 0.0  # the sampling policy itself: ratio 1
     torch.testing.assert_close(first.stats["ratio"], torch.tensor(1.0))
     with torch.no_grad():  # an update that moves the token head a lot
-        model.causal_lm.get_output_embeddings().weight.add_(0.5 * torch.randn_like(model.causal_lm.get_output_embeddings().weight))
+        model.causal_lm.get_output_embeddings().weight.add_(
+            0.5 * torch.randn_like(model.causal_lm.get_output_embeddings().weight)
+        )
     model.zero_grad()
     second = algo.text(ctx, prompts)
     assert sampler.calls == 2  # (one for `kept`) the second update reused the rollout
@@ -103,10 +103,14 @@ def test_mu_updates_reuse_one_rollout_and_the_clip_changes_the_gradient(tiny):
     per_row = lambda x: ((x * m).sum(1) / m.sum(1)).mean()  # noqa: E731
     model.zero_grad()
     (-per_row(ratio * adv * inside.detach())).backward(retain_graph=True)
-    torch.testing.assert_close(clipped_grad, model.causal_lm.get_output_embeddings().weight.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        clipped_grad, model.causal_lm.get_output_embeddings().weight.grad, rtol=1e-4, atol=1e-6
+    )
     model.zero_grad()
     (-per_row(ratio * adv)).backward()
-    assert not torch.allclose(clipped_grad, model.causal_lm.get_output_embeddings().weight.grad, atol=1e-6)
+    assert not torch.allclose(
+        clipped_grad, model.causal_lm.get_output_embeddings().weight.grad, atol=1e-6
+    )
     assert bool((~inside & m.bool()).any())
 
 
