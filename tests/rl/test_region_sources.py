@@ -82,3 +82,36 @@ def test_semantic_clip_without_a_model_is_one_clear_error():
         RegionPrompts(semantic="clip")
     with pytest.raises(ValueError, match="semantic must be one of"):
         RegionPrompts(semantic="siglip")
+
+
+def test_clip_semantic_context_is_the_crop_of_the_region(tmp_path):
+    import json
+
+    import open_clip
+    from PIL import Image
+
+    from scalar.rewards.clip import ClipScorer, crop
+    from tests.rewards.test_clip import TINY
+
+    (tmp_path / "scalar-test-clip.json").write_text(json.dumps(TINY))
+    open_clip.add_model_config(str(tmp_path))
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model("scalar-test-clip").state_dict(), tmp_path / "w.pt")
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (50, 100, 3), dtype=np.uint8)).save(tmp_path / "im.png")
+    info = ImageInfo("im", str(tmp_path / "im.png"), 100, 50)
+    batch = _batch()
+    batch["samples"][0].image = info
+    src = RegionPrompts(tasks=["caption"], semantic="clip", clip_model="scalar-test-clip",
+                        clip_weights=str(tmp_path / "w.pt"), clip_configs=str(tmp_path),
+                        localize=False)  # fmt: skip
+    src.names, src.objects = ["circle"], {}
+    gen = {"texts": ["a red circle", "2", "no"], "boxes": [[], [], []]}
+    ctx = {tuple(r): c for r, c in src.contexts(None, batch, gen)}[(0,)]
+    with Image.open(tmp_path / "im.png") as im:
+        want = src.clip.embed(
+            [crop(im.convert("RGB"), (0, 0, 50, 50), (100, 50))], ["a red circle"]
+        )
+    torch.testing.assert_close(ctx["region_embeddings"], want[0])
+    torch.testing.assert_close(ctx["text_embeddings"], want[1])
+    assert isinstance(src.clip, ClipScorer)
