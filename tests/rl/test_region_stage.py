@@ -55,3 +55,15 @@ def test_region_rewards_run_and_log_each_term(algo, tiny_corpus, align_ckpt, tmp
         assert "train/entropy" in logged and "train/varentropy" in logged
     if algo == "grpo":  # the second step reuses the first rollout (mu = 2)
         assert logged["train/inner_update"] == [0.0, 1.0]
+
+
+def test_score_regions_scores_the_greedy_descriptions_of_a_split(tiny_corpus, align_ckpt, tmp_path):
+    from scripts.score_regions import main
+    from tests.eval.conftest import eval_args
+
+    args = eval_args(tiny_corpus, tmp_path / "logs", f"ckpt={align_ckpt}", "split=val",
+                     "max_new_tokens=6", f"+out={tmp_path / 'out'}", "+max_batches=1")  # fmt: skip
+    out = main(args)
+    assert out["semantic_source"] == "own"
+    for name in ("semantic", "localization", "cider", "exhaustiveness"):
+        assert out[name]["n"] > 0 and 0.0 <= out[name]["mean"] <= (10.0 if name == "cider" else 1.0)
