@@ -31,6 +31,7 @@ from scalar.rewards.functions import (
     parse_count,
     semantic_reward,
 )
+from scalar.rewards.mentions import entity_mention_reward, mentioned_names
 
 __all__ = [
     "CiderD",
@@ -43,6 +44,7 @@ __all__ = [
     "count_words",
     "counting_reward",
     "describe_then_ground_reward",
+    "entity_mention_reward",
     "entropy_regulariser",
     "exclusive_grounding_reward",
     "exhaustiveness_reward",
@@ -53,6 +55,7 @@ __all__ = [
     "iou_reward",
     "length_reward",
     "localization_reward",
+    "mentioned_names",
     "parse_count",
     "prompt_format_agreement",
     "prompt_format_consistency_reward",

@@ -10,6 +10,7 @@ The algorithms (:mod:`scalar.rl.algos`) turn rollouts into losses.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +120,7 @@ class Sampler:
 
     def __init__(self, sampling: Sampling, rewards: Rewards, source: Any):
         self.sampling, self.rewards, self.source = sampling, rewards, source
+        self.reward_seconds = 0.0  # time spent building reward contexts and scoring (summed)
 
     @property
     def group_size(self) -> int:
@@ -127,15 +129,18 @@ class Sampler:
     # ------------------------------------------------------------------ rewards
     def score(self, model, batch: Mapping[str, Any], gen: Mapping[str, Any], update=True):
         """``(total, log, terms, applies)`` of generated rows (see ``score_rows``)."""
-        device = batch["prompt_input_ids"].device
+        start, device = time.perf_counter(), batch["prompt_input_ids"].device
         contexts = self.source.contexts(model, batch, gen, device)
-        return score_rows(self.rewards, contexts, len(gen["texts"]), self.source.extra, update)
+        out = score_rows(self.rewards, contexts, len(gen["texts"]), self.source.extra, update)
+        self.reward_seconds += time.perf_counter() - start
+        return out
 
     def score_ground(self, model, batch: Mapping[str, Any], boxes: Sequence, update=True):
         """``(total [N], log, contexts)`` of ``ground`` rows whose boxes are ``boxes``."""
-        device = batch["prompt_input_ids"].device
+        start, device = time.perf_counter(), batch["prompt_input_ids"].device
         ctx = self.source.ground_contexts(model, batch, boxes, device)
         total, logd, _, _ = score_rows(self.rewards, ctx, len(boxes), self.source.extra, update)
+        self.reward_seconds += time.perf_counter() - start
         return total, logd, ctx
 
     # ------------------------------------------------------------------ text rows

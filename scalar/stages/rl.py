@@ -15,6 +15,7 @@ action (:mod:`scalar.rl.grounding`); their loss is added to the text rows' loss.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
@@ -72,6 +73,7 @@ class RLModule(AlignModule):
         self.algo, self.sampling, self.prompts, self.rewards = algo, sampling, prompts, rewards
         self.sampler = Sampler(sampling, rewards, prompts)
         self.table = table if table is not None else SampleTable(every=0)
+        self.table.terms = self.table.terms or list(rewards.specs)  # a column per reward term
         self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler", "algo",
                                           "sampling", "prompts", "rewards", "table"])  # fmt: skip
         self.hparams.update(algo=algo.config(), sampling=asdict(sampling))
@@ -108,6 +110,7 @@ class RLModule(AlignModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Mapping[str, Any], batch_idx: int):
         ctx = RolloutContext(self.model, self.reference, self.sampler)
+        start, reward_start = time.perf_counter(), self.sampler.reward_seconds
         was = self.model.training
         self.model.eval()
         try:
@@ -130,6 +133,9 @@ class RLModule(AlignModule):
             log.warning("no reward term applies to the rows of batch %d: step skipped", batch_idx)
             return None
         loss = sum(step.loss for _, _, step in results)
+        spent = time.perf_counter() - start  # rollouts, rewards and the policy pass (no backward)
+        share = (self.sampler.reward_seconds - reward_start) / max(spent, 1e-9)
+        self.log("train/time/reward_share", share, on_step=True, batch_size=1)
         n = sum(len(part["prompt_input_ids"]) for _, part, _ in results)
         if self._bad(not bool(torch.isfinite(loss.detach()).all())):
             return self._non_finite(batch, batch_idx, loss)

@@ -114,4 +114,20 @@ def test_group_size_is_checked_per_algorithm():
         with pytest.raises(ValueError, match=f"group_size must be >= 2 for {algo.name}"):
             algo.check(Sampling(group_size=1))
     assert GRPO(kl_beta=0.1).config() == {"name": "grpo", "kl_beta": 0.1, "clip_eps": 0.2,
-                                          "adv_eps": 1e-6, "adv_std": True}  # fmt: skip
+                                          "adv_eps": 1e-6, "adv_std": True, "mu": 1,
+                                          "entropy_coef": 0.0, "varentropy_coef": 0.0,
+                                          "box_actions": False}  # fmt: skip
+
+
+def test_object_refinement_cuts_before_the_first_object_name():
+    from scalar.rl.algos.dpo import object_cut
+
+    words = ["a", "big", "red", "cir", "cle", "left", "of", "a", "star"]
+    decode = lambda ids: " ".join(words[i] for i in ids).replace("cir cle", "circle")  # noqa: E731
+    ids = list(range(len(words)))
+    # "circle" spans tokens 3-4: the kept prefix is "a big red", the object phrase is resampled
+    assert object_cut(decode, ids, ["circle", "star"], fallback=99) == 3
+    assert object_cut(decode, ids, ["star"], fallback=99) == 8
+    assert object_cut(decode, ids, ["cross"], fallback=5) == 5  # names none: the fallback
+    with pytest.raises(ValueError, match="refine must be prefix or objects"):
+        DPO(refine="words")

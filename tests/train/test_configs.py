@@ -295,7 +295,8 @@ def test_every_option_of_a_nested_group_instantiates(group: str, option: str):
     want = {"rl/algo": Algorithm, "rl/sampling": Sampling,
             "rl/prompts": ImagePrompts | LabeledPrompts}[group]  # fmt: skip
     assert isinstance(obj, want)
-    named = {"images": "ImagePrompts", "labeled": "LabeledPrompts", "default": "Sampling"}
+    named = {"images": "ImagePrompts", "labeled": "LabeledPrompts", "regions": "RegionPrompts",
+             "default": "Sampling"}  # fmt: skip
     assert type(obj).__name__ == named.get(option, option.upper())  # scst -> SCST ...
 
 
@@ -308,6 +309,7 @@ def test_the_rl_module_is_built_from_every_algorithm_and_reward(algo: str, rewar
     module = instantiate(cfg.stage.module)(model=torch.nn.Linear(1, 1), loss=None, optimizer=None)
     assert isinstance(module, RLModule) and module.algo.name == algo
     source = "ImagePrompts" if reward == "consistency" else "LabeledPrompts"
+    source = "RegionPrompts" if reward in ("scst_caption", "spr", "registry") else source
     assert type(module.prompts).__name__ == source  # the reward config picks its prompts
     assert set(module.rewards.specs) == set(cfg.reward.terms)
     assert module.hparams["algo"]["name"] == algo  # plain values in the checkpoint

@@ -110,6 +110,10 @@ class PolicyGradient(Algorithm):
 
     kl_beta: float
     clip_eps: float
+    mu: int = 1  # optimizer updates per rollout batch (text rows)
+    entropy_coef: float = 0.0  # weight of -H (mean next-token entropy) in the loss
+    varentropy_coef: float = 0.0  # weight of V (varentropy) in the loss
+    box_actions: bool = False  # a text row's first <box> is a sampled action of the decoder
 
     def advantages(self, batch: PolicyBatch) -> Tensor:
         """``[B, G]`` advantages of the samples."""
@@ -133,25 +137,17 @@ class PolicyGradient(Algorithm):
         return {"loss": loss, **stats}
 
     def text(self, ctx: RolloutContext, prompts: dict) -> Step | None:
-        sampler = ctx.sampler
-        ro = sampler.text(ctx.policy, prompts)
-        if ro is None:
-            return None
-        tokens, lengths = ro.gen["tokens"], ro.gen["lengths"]
-        new, mask = sampler.logprobs(ctx.policy, ro.rep, tokens, lengths)
-        base, mean = self.baseline(ctx, prompts, ro)
-        if mean is not None:
-            ro.log["greedy"] = mean
-        with torch.no_grad():
-            ref = sampler.logprobs(ctx.reference, ro.rep, tokens, lengths)[0]
-        batch = PolicyBatch(new, mask, ro.rewards, old_logp=self.sampled_logp(ro, new),
-                            ref_logp=ref, baseline=base)  # fmt: skip
-        terms = self.loss(batch)
-        adv = self.advantages(batch)
-        terms["completion_len"] = lengths.float().mean()
-        ro.gen["advantage"] = adv.reshape(-1).detach().cpu()
-        loss = terms.pop("loss")
-        return Step(loss, terms, ro.rep, ro.gen, ro.total, ro.log)
+        """One update of text rows (:mod:`scalar.rl.algos.text_step`): a fresh rollout, or
+        the kept one while it has updates left (``mu > 1``)."""
+        from scalar.rl.algos import text_step
+
+        kept = getattr(self, "_kept", None)
+        if kept is None or kept.left <= 0:
+            kept = text_step.rollout(self, ctx, prompts)
+            if kept is None:
+                return None
+        self._kept = kept if kept.left > 1 else None
+        return text_step.update(self, ctx, kept)
 
     def sampled_logp(self, ro: TextRollout, new: Tensor) -> Tensor | None:
         """The denominator of the ratio: ``None`` for on-policy (the new log-probs)."""

@@ -26,6 +26,9 @@ class SCST(PolicyGradient):
 
     name: ClassVar[str] = "scst"
     kl_beta: float = 0.04
+    entropy_coef: float = 0.0  # weight of -H (next-token entropy) in the loss
+    varentropy_coef: float = 0.0  # weight of V (varentropy) in the loss
+    box_actions: bool = False  # a text answer's first <box> is a sampled decoder action
     # the shared clipped surrogate with a clip that never binds (the ratio is exactly 1;
     # with a zero-width clip the clamp would stop half of the gradient at its bounds)
     clip_eps: ClassVar[float] = 0.2
