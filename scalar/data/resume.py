@@ -134,6 +134,9 @@ class ResumableLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _sampled(self) -> Iterator[Any]:
+        """Eager, as ``iter(DataLoader)``: the DataLoader draws its base seed from the global
+        RNG when iterated (as the mixture's loader always has), so this happens at ``iter()``
+        time, before Lightning restores a checkpoint's RNG state on resume."""
         if self._loader is None:
             self._loader = DataLoader(
                 self.dataset,
@@ -145,15 +148,16 @@ class ResumableLoader:
                 pin_memory=self.pin_memory,
                 worker_init_fn=self.worker_init_fn,
                 persistent_workers=self.persistent_workers,
-                generator=torch.Generator().manual_seed(self.seed * 7_919),  # not the global RNG
                 **self.loader_kwargs,
             )
-        yield from self._loader
+        return iter(self._loader)
 
     def __iter__(self) -> Iterator[Any]:
         if self.index_sampler is not None:
-            yield from self._sampled()
-            return
+            return self._sampled()
+        return self._permuted()
+
+    def _permuted(self) -> Iterator[Any]:
         start, self._skip = self._skip, 0
         batches = self._batches()[start:]
         self._yielded = start
