@@ -41,7 +41,9 @@ from scalar.data.synth.layout import (
     SynthConfig,
     sample_objects,
 )
+from scalar.data.synth.camera import save_depth_png
 from scalar.data.synth.png import save_png
+from scalar.data.synth.scene3d import GROUND, ground_scene
 from scalar.data.synth.shapes import BACKGROUND, COLOURS, render
 from scalar.data.synth.world import world_scene
 from scalar.data.synth.writers import (
@@ -49,6 +51,7 @@ from scalar.data.synth.writers import (
     SPLITS,
     assign_ids,
     category_rows,
+    depth_file_name,
     dump_json,
     image_file_name,
     object_area,
@@ -78,10 +81,15 @@ def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: st
     if preset is None:  # the flat world, exactly as before the presets
         objs = sample_objects(rng, cfg, pool, must_include=must)
         image = render(objs, s, s, cfg.flat.noise, rng)
+    elif cfg.geometry == "ground_plane":
+        objs, image, depth, cam = ground_scene(rng, cfg, preset, pool, must_include=must)
     else:
         objs, image = world_scene(rng, cfg, preset, pool, must_include=must)
     save_png(image, path)
     record = {"image_id": image_id, "split": split, "width": s, "height": s, "objects": objs}
+    if cfg.geometry == "ground_plane" and split != "unlabeled":  # the pool's folder is scanned
+        record.update(camera=cam.as_dict(), depth_file=depth_file_name(image_id))
+        save_depth_png(depth, str(Path(path).parent / record["depth_file"]))
     size = (s, s)
     table = expressions.scene_relations(objs, size)
     marks = [expressions.unique_attrs(objs, j, cfg.texture, size) for j in range(len(objs))]
@@ -212,7 +220,10 @@ def world_settings(cfg: SynthConfig) -> dict:
             "background": list(BACKGROUND),
             "size_ranges": {k: list(v) for k, v in SIZE_RANGES.items()},
         }
-    return {"difficulty": cfg.difficulty, "preset": preset.as_dict()}
+    out = {"difficulty": cfg.difficulty, "preset": preset.as_dict()}
+    if cfg.geometry == "ground_plane":
+        out["ground_plane"] = GROUND.as_dict()
+    return out
 
 
 def build_synthetic(

@@ -31,6 +31,7 @@ MAX_RESTARTS = 50
 OVERLAP_TRIES = 100
 FREE_TRIES = 20  # uniform rejection sampling before the exact free-position search
 FLAT_HELD_OUT = ("hexagon", "heart")
+GEOMETRIES = ("planar", "ground_plane")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class SynthConfig:
     held_out_categories: tuple[str, ...] | None = None  # None: the world's own three/two
     categories: tuple[str, ...] | None = None  # None: every category of the world
     difficulty: str = "flat"  # flat (shapes.py) | easy | default | hard (presets.py)
+    geometry: str = "planar"  # planar | ground_plane (metric 3-D scenes, scene3d.py; presets only)
 
     def __post_init__(self) -> None:
         flat = self.difficulty == "flat"
@@ -98,6 +100,10 @@ class SynthConfig:
                 "overlap and noise are flat-world options; the difficulty presets place and "
                 f"degrade scenes themselves (scalar/data/synth/presets.py): {self.difficulty}"
             )
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"geometry must be one of {list(GEOMETRIES)}: {self.geometry!r}")
+        if self.geometry != "planar" and self.difficulty == "flat":
+            raise ValueError("geometry=ground_plane needs a difficulty preset (easy | default | hard)")
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
         if not 0.0 <= self.same_look_fraction <= 1.0:
@@ -144,6 +150,8 @@ class SynthConfig:
         d["categories"] = list(self.category_names())
         if self.difficulty == "flat":  # the flat world's manifest predates the presets
             del d["difficulty"]
+        if self.geometry == "planar":  # manifests of planar worlds predate geometry
+            del d["geometry"]
         return d
 
 
