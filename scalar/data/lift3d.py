@@ -114,7 +114,7 @@ def fit_ground_plane(points: np.ndarray, seed: int = 0) -> dict[str, Any] | None
         return None
     on = points[best]
     centroid = on.mean(axis=0)
-    n = np.linalg.svd(on - centroid)[2][-1]  # least-squares normal
+    n = np.linalg.svd(on - centroid, full_matrices=False)[2][-1]  # least-squares normal
     d = -float(n @ centroid)
     if d < 0:  # orient towards the camera (the origin)
         n, d = -n, -d
