@@ -93,7 +93,10 @@ class Geometry:
         return float(np.linalg.norm(self.centre(a) - self.centre(b)))
 
     def left_of(self, a, b) -> bool:
-        (xa, wa), (xb, wb) = (self.centre(a)[0], self.size(a)[0]), (self.centre(b)[0], self.size(b)[0])
+        (xa, wa), (xb, wb) = (
+            (self.centre(a)[0], self.size(a)[0]),
+            (self.centre(b)[0], self.size(b)[0]),
+        )
         return xa < xb - wb / 2 and xa + wa / 2 < xb
 
     def above(self, a, b) -> bool:
@@ -178,4 +181,3 @@ def spatial3d_samples(
         n = counts[cat]
         out.append(_qa(scene, "count", rng, str(n), n, objs, chains, things=plural(cat)))
     return out
-

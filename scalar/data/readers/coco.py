@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from scalar.data.readers.geometry import add_object_geometry, image_geometry
 from scalar.data.readers.common import image_present, load_json, malformed, require, require_list
+from scalar.data.readers.geometry import add_object_geometry, image_geometry
 from scalar.data.scene import (
     AnnotationError,
     Category,

@@ -233,8 +233,11 @@ def read_refcoco(
             objects=objects,
             refs=scene_refs,
             split=split_set.pop() if len(split_set) == 1 else None,
-            meta={"dataset": dataset, "split_by": split_by,
-                  **image_geometry(im, path, skips, f"image {image_id}")},  # fmt: skip
+            meta={
+                "dataset": dataset,
+                "split_by": split_by,
+                **image_geometry(im, path, skips, f"image {image_id}"),
+            },
         )
         if "geometry" in scene.meta:
             for a in anns_by_image.get(image_id, []):

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from scalar.data.synth import expressions, relations
+from scalar.data.synth.camera import save_depth_png
 from scalar.data.synth.layout import (
     FLAT_OPTIONS,
     SIZE_RANGES,
@@ -41,7 +42,6 @@ from scalar.data.synth.layout import (
     SynthConfig,
     sample_objects,
 )
-from scalar.data.synth.camera import save_depth_png
 from scalar.data.synth.png import save_png
 from scalar.data.synth.scene3d import GROUND, ground_scene
 from scalar.data.synth.shapes import BACKGROUND, COLOURS, render

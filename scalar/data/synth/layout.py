@@ -103,7 +103,9 @@ class SynthConfig:
         if self.geometry not in GEOMETRIES:
             raise ValueError(f"geometry must be one of {list(GEOMETRIES)}: {self.geometry!r}")
         if self.geometry != "planar" and self.difficulty == "flat":
-            raise ValueError("geometry=ground_plane needs a difficulty preset (easy | default | hard)")
+            raise ValueError(
+                "geometry=ground_plane needs a difficulty preset (easy | default | hard)"
+            )
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
         if not 0.0 <= self.same_look_fraction <= 1.0:
