@@ -153,6 +153,13 @@ def results_markdown(results: dict[str, Any]) -> str:
         if groups:
             names = list(dict.fromkeys(k for _, v in groups for k in v if k != "ci95"))
             out += [f"### {task} by group", "", *_table(groups, names, "split / group"), ""]
+    for task, by_split in (results.get("baselines") or {}).items():
+        rows = [(f"{s} / {b}", v) for s, figs in by_split.items() if s != "fit_on"
+                for b, v in figs.items()]  # fmt: skip
+        if rows:
+            names = list(dict.fromkeys(k for _, v in rows for k in v))
+            out += [f"## {task} baselines (fitted on the {by_split['fit_on']})", "",
+                    *_table(rows, names, "split / baseline"), ""]  # fmt: skip
     if results.get("unavailable"):
         out += ["## Not reported", ""] + [f"- {m}" for m in results["unavailable"].values()] + [""]
     skips = results.get("data_skips") or {}
