@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scalar.core.errors import UserError
 from scalar.data.lift3d import centre_errors, lift_scene
+from scalar.data.prepare import ensure_synthetic
 from scalar.data.readers.coco import read_coco
 from scalar.data.readers.refcoco import read_refcoco
 from scalar.data.synth import build_synthetic
@@ -124,6 +126,8 @@ def test_spatial_qa_uses_the_3d_templates(world):
 def test_planar_manifest_unchanged_and_bad_geometry(tmp_path):
     m = build_synthetic(tmp_path / "p", workers=1, seed=0, **{**SMALL, "n_train": 2})
     assert "geometry" not in m["options"] and "ground_plane" not in m
+    with pytest.raises(UserError, match="geometry=planar corpus but geometry=ground_plane"):
+        ensure_synthetic(tmp_path / "p", {"difficulty": "default", "geometry": "ground_plane"})
     with pytest.raises(ValueError, match="needs a difficulty preset"):
         build_synthetic(tmp_path / "f", geometry="ground_plane", n_train=1)
     with pytest.raises(ValueError, match="geometry must be one of"):
