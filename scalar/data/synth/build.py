@@ -36,9 +36,9 @@ import numpy as np
 from scalar.data.synth import expressions, relations
 from scalar.data.synth.camera import save_depth_png
 from scalar.data.synth.layout import (
-    FLAT_OPTIONS,
+    LOOK_OPTIONS,
     SIZE_RANGES,
-    FlatLook,
+    Look,
     SynthConfig,
     sample_objects,
 )
@@ -233,21 +233,21 @@ def build_synthetic(
 
     ``options`` are the fields of ``SynthConfig`` (seed, n_train, n_val, n_test,
     n_heldout, n_unlabeled, image_size, min_objects, max_objects, same_look_fraction,
-    overlap, texture, noise, held_out_categories, categories, difficulty); they override
+    overlap, texture, noise, held_out_categories, categories, difficulty, geometry); they override
     ``config``. ``difficulty`` is ``flat`` (the original world) or a preset of ``presets.py``.
     ``workers`` > 1 renders in that many processes (None: ``default_workers``); the output
     is the same for any ``workers``.
     """
-    known = ({f.name for f in fields(SynthConfig)} - {"flat"}) | set(FLAT_OPTIONS)
+    known = ({f.name for f in fields(SynthConfig)} - {"look"}) | set(LOOK_OPTIONS)
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"build_synthetic: unknown option(s) {unknown}; known: {sorted(known)}")
-    flat = {k: options.pop(k) for k in FLAT_OPTIONS if k in options}
+    look = {k: options.pop(k) for k in LOOK_OPTIONS if k in options}
     if config is not None:
         options = {**{f.name: getattr(config, f.name) for f in fields(SynthConfig)}, **options}
-    if flat:
-        base = options.get("flat") or FlatLook()
-        options["flat"] = FlatLook(**{**{k: getattr(base, k) for k in FLAT_OPTIONS}, **flat})
+    if look:
+        base = options.get("look") or Look()
+        options["look"] = Look(**{**{k: getattr(base, k) for k in LOOK_OPTIONS}, **look})
     cfg = SynthConfig(**options)
     cfg.validate()
     out = Path(out_dir)
