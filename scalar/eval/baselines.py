@@ -22,14 +22,18 @@ def train_reader(cfg: DictConfig) -> Any:
 
 
 def spatial_qa_baselines(spec: Any, datamodule, splits: list[str]) -> dict[str, Any]:
-    """``{"fit_on": ..., split: {"constant": figures, "prior": figures}}``."""
+    """``{"fit_on": ..., split: {"constant": figures, "prior": figures}}``; only
+    ``fit_on`` (saying why) when the train split cannot be read or has no such samples."""
     from hydra.utils import instantiate
 
     from scalar.data.merge import read_all
     from scalar.data.tasks import TaskBuilder
     from scalar.metrics.spatial_baselines import fit_prior, score_baselines
 
-    corpus = read_all(instantiate(spec))
+    try:
+        corpus = read_all(instantiate(spec))
+    except (FileNotFoundError, ValueError) as e:  # e.g. an eval-only layout without train files
+        return {"fit_on": f"unavailable: the train split could not be read ({e})"}
     builder = TaskBuilder(["spatial_qa"], seed=datamodule.seed,
                           max_spatial_pairs=datamodule.max_spatial_pairs)  # fmt: skip
     train = builder.build_all(corpus.scenes)
