@@ -19,8 +19,14 @@ The reader reads region descriptions in a helper process: its CPU seconds and pe
 are reported apart (``children_*``) and the memory figure of the target adds them.
 Target: read and validate under 60 s and 4 GB on 2 cores. Writes bench/results/data.json.
 
+``--join`` runs the corpus join instead (issue 20): ``bench/join_synth.py`` writes
+RefCOCO + COCO + LVIS + VG annotations of the same images (120k images, 1.3M LVIS boxes,
+5M VG regions at scale 1), then every split of ``conf/data/joint.yaml`` is read and joined
+in one process and the referents' chains are built. Target: <= 120 s and <= 6 GB on 2
+cores. Writes bench/results/data_join.json.
+
     python bench/data.py [--scale 1.0] [--root DIR [--reuse]] [--chain-objects 100000]
-                         [--batches 40]
+                         [--batches 40] [--join]
 
 ``--reuse`` with ``--root`` keeps a set generated there before (the generate phase is
 then skipped); without ``--root`` the set lives in a temporary folder, removed at the end.
@@ -42,6 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 TARGET_S, TARGET_GB = 60.0, 4.0
+JOIN_TARGET_S, JOIN_TARGET_GB = 120.0, 6.0  # --join (issue 20)
 
 
 def _clock():
@@ -168,6 +175,13 @@ def phase_loader(a) -> dict:
 
 PHASES = {"generate": phase_generate, "read": phase_read, "validate": phase_validate,
           "loader": phase_loader}  # fmt: skip
+JOIN_PHASES = ("join_generate", "join")  # --join: bench/join_synth.py
+
+
+def _join_phase(name: str):
+    import bench.join_synth as js
+
+    return lambda a: getattr(js, f"phase_{name}")(a, _clock, _since)
 
 
 def child(a) -> None:
@@ -175,7 +189,7 @@ def child(a) -> None:
         import torch
 
         torch.set_num_threads(2)
-    out = PHASES[a.phase](a)
+    out = (_join_phase(a.phase) if a.phase in JOIN_PHASES else PHASES[a.phase])(a)
     out["peak_rss_mb"] = _peak_mb()
     print("RESULT " + json.dumps(out))
 
@@ -232,11 +246,14 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the loader phase")
     p.add_argument("--synthetic", type=Path, default=ROOT / "data" / "synthetic")
     p.add_argument("--reuse", action="store_true", help="keep a set already under --root")
-    p.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    p.add_argument("--join", action="store_true", help="the corpus join (bench/join_synth.py)")
+    p.add_argument("--phase", choices=sorted(PHASES) + list(JOIN_PHASES), help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "data.json")
     a = p.parse_args()
     if a.phase:
         return child(a)
+    if a.join:
+        return main_join(a)
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         if a.root is None:
             a.root = Path(tmp) / "vg"
@@ -262,6 +279,34 @@ def main() -> None:
     print(f"read/validate: {m['read_validate_wall_s']} s wall, {m['read_validate_cpu_s']} s cpu, "
           f"{m['read_validate_peak_gb']} GB peak (load avg {m['load_avg_1m_at_end']} on "
           f"{m['cpus']} cpus); wrote {a.out}")  # fmt: skip
+
+
+def main_join(a) -> None:
+    """``--join``: generate the four corpora, then join them (see bench/join_synth.py)."""
+    with tempfile.TemporaryDirectory(prefix="bench_join_") as tmp:
+        if a.root is None:
+            a.root = Path(tmp) / "joint"
+        res = {name: run_phase(name, a) for name in JOIN_PHASES}
+    j = res["join"]
+    peak = (j["peak_rss_mb"] + j["children_peak_rss_mb"]) / 1024
+    res["meta"] = {
+        "scale": a.scale, "cpus": os.cpu_count(), "python": platform.python_version(),
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        "target": f"join (read + match, every split) <= {JOIN_TARGET_S} s and <= "
+                  f"{JOIN_TARGET_GB} GB on 2 cores",
+        "join_wall_s": j["wall_s"], "join_cpu_s_with_helpers": round(
+            j["cpu_s"] + j["children_cpu_s"], 2), "join_peak_gb": round(peak, 2),
+        "within_target": j["wall_s"] <= JOIN_TARGET_S and peak <= JOIN_TARGET_GB,
+    }  # fmt: skip
+    out = a.out if a.out.name != "data.json" else a.out.with_name("data_join.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    m = res["meta"]
+    print(json.dumps({k: v for k, v in res["join"].items() if k != "splits"}))
+    print(
+        f"join: {m['join_wall_s']} s wall, {m['join_cpu_s_with_helpers']} cpu s with helpers, "
+        f"{m['join_peak_gb']} GB peak (load avg {m['load_avg_1m_at_end']}); wrote {out}"
+    )
 
 
 if __name__ == "__main__":

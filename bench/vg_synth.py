@@ -31,8 +31,11 @@ def _obj(oid: int, name: str, x: int, y: int, w: int, h: int, extra: str = "") -
     )
 
 
-def generate(out: Path, scale: float = 1.0, seed: int = 0) -> dict:
-    """Write the five files under ``out``; returns the counts written."""
+def generate(out: Path, scale: float = 1.0, seed: int = 0, linked=None) -> dict:
+    """Write the five files under ``out``; returns the counts written.
+
+    ``linked(i)`` (optional, ``bench/join_synth.py``) gives image ``i`` a COCO id: None,
+    or ``(coco_id, width, height, [(name, x, y, w, h), ...])``, objects listed first."""
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     n_images = max(1, round(IMAGES * scale))
@@ -48,17 +51,23 @@ def generate(out: Path, scale: float = 1.0, seed: int = 0) -> dict:
     for i in range(1, n_images + 1):
         sep = "" if i == 1 else ", "
         W, H = choice((800, 640, 500, 1024)), choice((600, 480, 375, 768))
+        link = linked(i) if linked is not None else None
+        coco_id, first = ("null", []) if link is None else (link[0], link[3])
+        if link is not None:
+            W, H = link[1], link[2]
         url = f"https://cs.stanford.edu/people/rak248/VG_100K/{i}.jpg"
         files["image_data"].write(
             f'{sep}{{"width": {W}, "url": "{url}", "height": {H}, "image_id": {i}, '
-            '"coco_id": null, "flickr_id": null}'
+            f'"coco_id": {coco_id}, "flickr_id": null}}'
         )
         objs, attr_rows = [], []
-        for _ in range(OBJECTS):
+        for k in range(OBJECTS):
             oid += 1
             w, h = 1 + int(rand() * (W - 1)), 1 + int(rand() * (H - 1))
             x, y = int(rand() * (W - w)), int(rand() * (H - h))
             name = choice(NAMES)
+            if k < len(first):
+                name, x, y, w, h = first[k]
             objs.append((oid, name, x, y, w, h))
             if rand() < 0.6:
                 attrs = ", ".join(f'"{choice(ATTRS)}"' for _ in range(1 + int(rand() * 2)))

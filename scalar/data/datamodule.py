@@ -33,6 +33,7 @@ from scalar.data.prepare import (
     load_sent_kinds,
 )
 from scalar.data.readers.common import strict_rows
+from scalar.data.resume import ResumableLoader
 from scalar.data.sample import Sample
 from scalar.data.scene import Corpus, Skips
 from scalar.data.settings import (
@@ -45,18 +46,6 @@ from scalar.data.settings import (
 from scalar.data.tasks import TaskBuilder
 
 log = logging.getLogger(__name__)
-
-
-class MixtureLoader(DataLoader):
-    """A DataLoader whose state is its ``MixtureSampler``'s (Lightning saves and restores it):
-    the resumable loader of the task mixture (other loaders are made resumable by
-    :class:`scalar.data.resume.ResumableLoader`)."""
-
-    def state_dict(self) -> dict:
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.load_state_dict(state)
 
 
 class SceneDataModule(L.LightningDataModule):
@@ -275,17 +264,21 @@ class SceneDataModule(L.LightningDataModule):
             return ShardDataset(self.samples[split], self.image_size, self.mean, self.std)
         return SampleDataset(self.samples[split], self.image_size, self.mean, self.std)
 
-    def _loader(self, split: str, batch_size: int, sampler=None) -> DataLoader:
-        """Training replaces an unreadable sample; evaluation leaves it out (as eval.py)."""
-        dataset, collate = self._dataset(split), self.collator
-        if sampler is None:
-            dataset, collate = eval_dataset(dataset), EvalCollate(self.collator)
-        return (MixtureLoader if sampler is not None else DataLoader)(
-            dataset,
+    def _loader(self, split: str, batch_size: int, sampler=None) -> DataLoader | ResumableLoader:
+        """Training replaces an unreadable sample and resumes from the mixture's position
+        (the one resumable loader, whose state is the sampler's); evaluation leaves an
+        unreadable sample out (as eval.py)."""
+        if sampler is not None:
+            return ResumableLoader(
+                self._dataset(split), batch_size, collate_fn=self.collator, seed=self.seed,
+                num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                index_sampler=sampler,
+            )  # fmt: skip
+        return DataLoader(
+            eval_dataset(self._dataset(split)),
             batch_size=batch_size,
-            sampler=sampler,
             shuffle=False,
-            collate_fn=collate,
+            collate_fn=EvalCollate(self.collator),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -294,7 +287,7 @@ class SceneDataModule(L.LightningDataModule):
         if self.collator is None:
             self.setup()
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableLoader:
         self._require_setup()
         if self.sampler is None:
             raise ValueError(

@@ -1,6 +1,10 @@
-"""A resumable training loader: the batch order is a function of (seed, epoch) only.
+"""The resumable training loader of every stage: the batch order is a function of
+(seed, epoch) only.
 
-Lightning saves the state of a train loader that has ``state_dict``/``load_state_dict``
+Two sources of order share it: its own per-epoch permutation of a map-style dataset (RL
+prompt images, third-party datamodules through :func:`make_resumable`), or a stateful
+index sampler such as the task mixture's ``MixtureSampler`` (``index_sampler=``), which
+keeps its position itself. Lightning saves the state of a train loader that has ``state_dict``/``load_state_dict``
 in its checkpoints and restores it before iterating again. Together with the RNG state
 kept by :class:`scalar.train.callbacks.RngState`, a run resumed mid-epoch sees the very
 batches an uninterrupted run would have seen next.
@@ -69,8 +73,9 @@ class ResumableLoader:
         num_workers: int = 0,
         pin_memory: bool = False,
         worker_init_fn: Callable[[int], None] | None = None,
-        persistent_workers: bool = False,  # noqa: ARG002 (rebuilt each epoch)
+        persistent_workers: bool = False,  # with index_sampler only (else rebuilt each epoch)
         order: str = "seeded",
+        index_sampler: Any | None = None,
         **loader_kwargs: Any,
     ):
         if batch_size < 1:
@@ -85,8 +90,14 @@ class ResumableLoader:
         self.loader_kwargs = {k: v for k, v in loader_kwargs.items() if v is not None}
         self.epoch, self._skip, self._yielded = 0, 0, 0
         self.sampler = _EpochSetter(self)
+        self.index_sampler = index_sampler
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self._loader: DataLoader | None = None
 
     def set_epoch(self, epoch: int) -> None:
+        if self.index_sampler is not None:
+            self.index_sampler.set_epoch(epoch)
+            return
         if int(epoch) != self.epoch:
             self._skip, self._yielded = 0, 0
         self.epoch = int(epoch)
@@ -115,11 +126,34 @@ class ResumableLoader:
         return batches
 
     def __len__(self) -> int:
+        if self.index_sampler is not None:
+            n = len(self.index_sampler)
+            return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         _, world = rank_world()
         n = -(-len(self.dataset) // world)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def _sampled(self) -> Iterator[Any]:
+        if self._loader is None:
+            self._loader = DataLoader(
+                self.dataset,
+                batch_size=self.batch_size,
+                sampler=self.index_sampler,
+                collate_fn=self.collate_fn,
+                drop_last=self.drop_last,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                worker_init_fn=self.worker_init_fn,
+                persistent_workers=self.persistent_workers,
+                generator=torch.Generator().manual_seed(self.seed * 7_919),  # not the global RNG
+                **self.loader_kwargs,
+            )
+        yield from self._loader
+
     def __iter__(self) -> Iterator[Any]:
+        if self.index_sampler is not None:
+            yield from self._sampled()
+            return
         start, self._skip = self._skip, 0
         batches = self._batches()[start:]
         self._yielded = start
@@ -140,9 +174,14 @@ class ResumableLoader:
             yield batch
 
     def state_dict(self) -> dict[str, int]:
+        if self.index_sampler is not None:
+            return self.index_sampler.state_dict()
         return {"epoch": self.epoch, "batches": self._yielded, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        if self.index_sampler is not None:
+            self.index_sampler.load_state_dict(state)
+            return
         self.epoch, self._skip, self._yielded = int(state["epoch"]), int(state["batches"]), 0
         self.seed = int(state.get("seed", self.seed))
 

@@ -37,15 +37,19 @@ def read_split(spec: Any) -> Corpus:
 
 
 def check_split(corpus: Corpus) -> dict[str, Any]:
-    """The counts of one read split (what was read, and the skips by reason)."""
-    return corpus.counts()
+    """The counts of one read split (what was read, and the skips by reason); a joined
+    corpus (``scalar.data.join``) adds its matched/unmatched/conflicting counts per pair."""
+    counts = corpus.counts()
+    if corpus.meta.get("join"):
+        counts["join"] = corpus.meta["join"]
+    return counts
 
 
 def check_split_decoding(corpus: Corpus) -> dict[str, Any]:
     """``check_split`` after decoding every image of the split (``check_decode=true``):
     undecodable files count as ``corrupt_image`` / ``empty_image`` skips."""
     check_decode(corpus.scenes, corpus.skips)
-    return corpus.counts()
+    return check_split(corpus)
 
 
 def validate_corpora(
@@ -89,6 +93,13 @@ def report_lines(report: Mapping[str, Any]) -> list[str]:
         skips = counts["skips"]
         what = ", ".join(f"{k} {counts[k]}" for k in COUNT_KEYS)
         lines.append(f"{split}: {what}; skips: {skips if skips else 'none'}")
+        for pair, c in counts.get("join", {}).items():
+            if "matched" in c:
+                lines.append(
+                    f"{split}: join {pair}: {c['images']} images, matched {c['matched']}, "
+                    f"unmatched {c['unmatched_base']} / {c['unmatched_other']}, "
+                    f"conflicting {c['conflicting']}"
+                )
     for split, why in report.get("missing", {}).items():
         lines.append(
             f"{split}: not validated, {why} (strict=true makes this an error; "

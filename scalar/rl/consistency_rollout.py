@@ -67,15 +67,16 @@ class ConsistencyRollout:
         gdg_items, ground_items = [], []
         for i, it in enumerate(items):
             info, size, props = it["scene"].image, it["size"], list(it["proposals"])
-            k = int(self.rng.integers(len(props)))
-            region, mask = props[k], it["masks"][k]
-            others = [norm_box(b, size) for j, b in enumerate(props) if j != k]
-            r01 = norm_box(region, size)
-            if "describe" in self.roles:
+            if props:
+                k = int(self.rng.integers(len(props)))
+                region, mask = props[k], it["masks"][k]
+                others = [norm_box(b, size) for j, b in enumerate(props) if j != k]
+                r01 = norm_box(region, size)
+            if "describe" in self.roles and props:
                 samples.append(caption_sample(info, region, "box", role="describe",
                                               region=r01, others=others, item=i))  # fmt: skip
                 images.append(it["image"])
-            if "format" in self.roles:
+            if "format" in self.roles and props:
                 for kind in self.kinds:
                     samples.append(roc_sample(info, region, kind, mask, role="format",
                                               prompt_kind=kind, region=r01, item=i))  # fmt: skip

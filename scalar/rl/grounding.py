@@ -162,7 +162,8 @@ def ground_rows(model, collator, picks: Sequence, names: Collection[str], device
     samples, images, start = [], [], 0
     for i, it, chosen in picks:
         exprs, size = it["expressions"], tuple(it["size"])
-        nouns = [head_noun(q, names) for q in exprs]
+        heads = it.get("heads", {})  # head words of caption phrases naming no known word
+        nouns = [head_noun(q, names) or heads.get(q) for q in exprs]
         proposals = [norm_box(p, size) for p in it["proposals"]]
         for a in chosen:
             claimed = [boxes[start + b] for b in range(len(exprs))

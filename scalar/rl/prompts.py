@@ -1,8 +1,10 @@
 """Prompt images for the RL stage: images of a split with their annotations withheld.
 
-Each item is an image with class-agnostic region proposals (connected components of
-non-background pixels, or random boxes) and, where the corpus has them, the text of its
-referring expressions (their boxes and objects are never used).
+Each item is an image with, where the corpus has it, its weak image-level text
+(``captions``; a scene's objects, refs and boxes are never read). Region proposals are the
+model's own (``model``: filled per step by :mod:`scalar.rl.model_proposals`, the default)
+or, as options, image processing: connected components of non-background pixels
+(``components``) or random boxes (``random``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from scalar.data.dataset import load_image
 from scalar.data.resume import ResumableLoader
 from scalar.data.scene import Scene
 
-PROPOSALS = ("components", "random")
+PROPOSALS = ("model", "components", "random")
 
 
 def background_colour(image: np.ndarray) -> np.ndarray:
@@ -72,9 +74,11 @@ def random_boxes(
 
 
 class PromptImages(Dataset):
-    """Items ``{"scene", "image", "proposals", "masks", "expressions"}`` of a list of scenes.
+    """Items ``{"scene", "image", "proposals", "masks", "captions", "expressions"}`` of a
+    list of scenes.
 
-    ``proposals``: pixel boxes; ``masks``: an RLE per proposal (``None`` for random boxes).
+    ``proposals``: pixel boxes (empty with ``model``: the rollout fills them); ``masks``: an
+    RLE per proposal (``None`` for random boxes); ``expressions``: empty (the rollout's).
     A scene whose image cannot be decoded is replaced by the next one (like the task data).
     """
 
@@ -84,7 +88,7 @@ class PromptImages(Dataset):
         image_size: int,
         mean: Sequence[float],
         std: Sequence[float],
-        proposals: str = "components",
+        proposals: str = "model",
         max_proposals: int = 8,
         min_area: int = 16,
         seed: int = 0,
@@ -114,15 +118,14 @@ class PromptImages(Dataset):
             boxes, masks = [b for b, _ in found], [m for _, m in found]
         else:
             boxes, masks = [], []
-        if not boxes:  # nothing stands out from the background: random boxes
+        if not boxes and self.kind != "model":  # nothing stands out: random boxes
             rng = np.random.default_rng((self.seed, index))
             boxes = random_boxes(w, h, self.max_proposals, rng)
             masks = [None] * len(boxes)
-        expressions = [s for ref in scene.refs for s in ref.sentences]
-        expressions += scene.meta.get("queries", [])  # text-only queries (folder corpora)
+        captions = list(scene.meta.get("captions", []))  # weak image-level text, if any
         image = load_image(path, self.image_size, self.mean, self.std)
         return {"scene": scene, "image": image, "proposals": boxes, "masks": masks,
-                "expressions": expressions, "size": (w, h)}  # fmt: skip
+                "captions": captions, "expressions": [], "size": (w, h)}  # fmt: skip
 
     def __getitem__(self, index: int) -> dict:
         for k in range(len(self.scenes)):
@@ -139,7 +142,7 @@ def collate_items(items: list[dict]) -> dict:
 
 
 def prompt_loader(
-    datamodule, split: str, batch_size: int, proposals: str = "components",
+    datamodule, split: str, batch_size: int, proposals: str = "model",
     max_proposals: int = 8, seed: int = 0,
 ) -> ResumableLoader:  # fmt: skip
     """A shuffled, resumable loader over the images of ``datamodule.corpora[split]``, in

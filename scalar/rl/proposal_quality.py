@@ -51,3 +51,26 @@ def summary(ious: list[float]) -> dict:
         "mean_best_iou": round(float(arr.mean()), 4),
         "share_iou_ge_0_5": round(float((arr >= HIT_IOU).mean()), 4),
     }
+
+
+def best_model_proposal_ious(model, datamodule, scenes, words, max_proposals: int = 8,
+                             min_confidence: float = 0.0, nms_iou: float = 0.5,
+                             batch_size: int = 8, device=None):  # fmt: skip
+    """The best IoU of each object of ``scenes`` with the model's own proposals (its
+    confident groundings of ``words``, :mod:`scalar.rl.model_proposals`), images read
+    as the RL stage reads them (``datamodule``'s size, mean, std and collator)."""
+    from scalar.rl.model_proposals import ModelProposals  # (it imports this module's peers)
+    from scalar.rl.prompts import PromptImages
+
+    scenes = list(scenes)
+    data = PromptImages(scenes, datamodule.image_size, datamodule.mean, datamodule.std, "model")
+    proposer = ModelProposals(words, max_proposals=max_proposals,
+                              min_confidence=min_confidence, nms_iou=nms_iou)  # fmt: skip
+    out = []
+    for s in range(0, len(scenes), batch_size):
+        items = [data._item(k) for k in range(s, min(s + batch_size, len(scenes)))]
+        proposer.fill(model, datamodule.collator, items, device)
+        for it in items:
+            for o in it["scene"].objects:
+                out.append(max((iou_xyxy(p, o.box) for p in it["proposals"]), default=0.0))
+    return out

@@ -16,17 +16,24 @@ from typing import Any
 
 from scalar.rl.consistency_rollout import ROLES, ConsistencyRollout
 from scalar.rl.labeled import caption_scorer, labeled_contexts, labeled_prompts
+from scalar.rl.model_proposals import ModelProposals
 from scalar.rl.prompts import PROPOSALS, prompt_loader
 from scalar.rl.rollout import collate_prompts
+from scalar.rl.vocabulary import stage_vocabulary
 
 
 class ImagePrompts:
     """Images of a split with their annotations withheld, through the consistency pipeline
-    (:mod:`scalar.rl.consistency_rollout`).
+    (:mod:`scalar.rl.consistency_rollout`). Only the images and their weak text are read;
+    the words are the ``vocabulary_split``'s category names plus the ``vocabulary`` file's
+    (:mod:`scalar.rl.vocabulary`).
 
     ``split``: data split whose images give prompts; ``batch_size``: images per step;
-    ``proposals`` (components | random) and ``max_proposals``: class-agnostic region
-    proposals per image; ``roles``: policy rows (ground, describe, format, gdg);
+    ``proposals`` (model | components | random) and ``max_proposals``: region proposals
+    per image (model: the model's confident groundings of the vocabulary,
+    :mod:`scalar.rl.model_proposals`; ``min_confidence`` and ``nms_iou`` select them);
+    ``word_queries``: vocabulary words (most confident first) that become ground queries;
+    ``captions``: also query the phrases of the images' weak captions; ``roles``: policy rows (ground, describe, format, gdg);
     ``prompt_kinds``: prompt kinds compared by the format rows; ``ground_tokens``: budget of
     the greedy groundings and format anchors; ``ground_queries``: ground rows per image;
     ``describe_tokens``: budget of the greedy descriptions of sampled boxes;
@@ -39,8 +46,14 @@ class ImagePrompts:
         *,
         split: str = "unlabeled",
         batch_size: int = 4,
-        proposals: str = "components",
+        proposals: str = "model",
         max_proposals: int = 8,
+        vocabulary: str | None = None,
+        vocabulary_split: str = "train",
+        min_confidence: float = 0.0,
+        nms_iou: float = 0.5,
+        word_queries: int = 4,
+        captions: bool = True,
         roles: Sequence[str] = ("ground",),
         prompt_kinds: Sequence[str] = ("box", "point", "mask"),
         ground_tokens: int = 8,
@@ -62,17 +75,24 @@ class ImagePrompts:
         self.ground_tokens, self.ground_queries = int(ground_tokens), int(ground_queries)
         self.describe_tokens, self.ground_describe = int(describe_tokens), bool(ground_describe)
         self.seed = int(seed)
+        self.vocabulary, self.vocabulary_split = vocabulary, vocabulary_split
+        self.proposer_args = dict(replace=proposals == "model", max_proposals=self.max_proposals,
+                                  min_confidence=float(min_confidence), nms_iou=float(nms_iou),
+                                  max_queries=int(word_queries), captions=bool(captions))  # fmt: skip
+        self.words: list[str] = []
+        self.proposer: ModelProposals | None = None
         self.extra: dict[str, Any] = {}
         self.collator = None
         self.rollout: ConsistencyRollout | None = None
 
     def setup(self, datamodule) -> None:
         self.collator = datamodule.collator
-        corpora = datamodule.read_corpora().values()
-        names = sorted({c.name for corpus in corpora for c in corpus.categories})
+        corpora = datamodule.read_corpora()  # the training split's categories only
+        self.words = stage_vocabulary(corpora, self.vocabulary_split, self.vocabulary)
+        self.proposer = ModelProposals(self.words, **self.proposer_args)
         self.rollout = ConsistencyRollout(
             self.collator, self.roles, self.prompt_kinds, self.ground_tokens, self.seed,
-            self.ground_queries, self.describe_tokens, names,
+            self.ground_queries, self.describe_tokens, self.words,
         )  # fmt: skip
 
     def loader(self, datamodule):
@@ -81,6 +101,7 @@ class ImagePrompts:
                              self.max_proposals, self.seed)  # fmt: skip
 
     def rows(self, model, batch: Mapping[str, Any], device=None) -> dict:
+        self.proposer.fill(model, self.collator, batch["items"], device)
         samples, images = self.rollout.prompts(model, batch["items"], device)
         out = {}
         for part, keep in (("text", False), ("ground", True)):

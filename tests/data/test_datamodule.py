@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 
 from scalar.core import tokens as T
 from scalar.data.__main__ import compose
+from scalar.data.resume import ResumableLoader
 
 SIZES = {"n_train": 24, "n_val": 6, "n_test": 6, "n_heldout": 6, "n_unlabeled": 3}
 KEYS = {
@@ -113,6 +114,7 @@ def test_order_is_deterministic_and_seeded(built):
 
 
 def test_sampler_state_resumes_exactly(built):
+    assert isinstance(built[1].train_dataloader(), ResumableLoader)  # one loader for all stages
     root, _ = built
     a = make_dm(root)
     a.setup()

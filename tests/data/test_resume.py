@@ -81,3 +81,31 @@ def test_make_resumable_only_rebuilds_plain_shuffled_loaders():
     assert len(wrapped) == len(plain) == 2
     custom = DataLoader(list(range(8)), batch_size=3, sampler=[7, 6, 5])
     assert make_resumable(custom, seed=0) is custom
+
+
+def test_index_sampler_mode_resumes_from_the_mixture_position():
+    """The task mixture goes through the same loader: its sampler owns the state."""
+    from scalar.data.dataset import MixtureSampler
+
+    tasks = ["rec"] * 12 + ["roc"] * 8
+    data = list(range(len(tasks)))
+
+    def loader():
+        sampler = MixtureSampler(tasks, {"rec": 1.0, "roc": 0.5}, seed=3)
+        return ResumableLoader(data, 4, collate_fn=torch.tensor, index_sampler=sampler), sampler
+
+    a, sampler = loader()
+    whole = _ids(a)
+    assert len(a) == 5 and sum(whole, []) == sampler.order(0)  # batches follow the mixture
+    b, sampler_b = loader()
+    it = iter(b)
+    head = [next(it).tolist() for _ in range(2)]
+    sampler_b.consume(8)  # the datamodule advances the sampler as batches reach training
+    state = b.state_dict()
+    assert state == {"seed": 3, "epoch": 0, "position": 8}
+    c, _ = loader()
+    c.load_state_dict(state)
+    c.set_epoch(0)
+    assert head + _ids(c) == whole
+    c.set_epoch(1)
+    assert sum(_ids(c), []) == sampler.order(1)

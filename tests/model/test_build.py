@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from scalar.model.build import build_model, count_parameters
 from scalar.model.model import ScalarModel
+from tests.conftest import compose_train
 
 from .conftest import build_batch
 
@@ -20,8 +21,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 
 
 def _model_cfg(name: str, data_dir: Path, **over):
-    root = OmegaConf.create({"paths": {"data_dir": str(data_dir)}})
-    root.model = OmegaConf.load(CONF / f"{name}.yaml")
+    root = compose_train([f"model={name}", f"paths.data_dir={data_dir}"])
     for key, value in over.items():
         OmegaConf.update(root, f"model.{key}", value, merge=True)
     return root.model

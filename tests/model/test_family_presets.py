@@ -11,14 +11,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from scalar.model.model import ScalarModel
+from tests.conftest import compose_train
 from tests.families import family_dir
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 
 
 def _cfg(name: str, **over):
-    root = OmegaConf.create({"paths": {"data_dir": "/nonexistent"}})
-    root.model = OmegaConf.load(CONF / f"{name}.yaml")
+    root = compose_train([f"model={name}", "paths.data_dir=/nonexistent"])
     for key, value in over.items():
         OmegaConf.update(root, f"model.{key}", value, merge=True)
     return root.model

@@ -45,6 +45,18 @@ def test_every_option_composes(group: str, option: str):
         OmegaConf.to_container(cfg.get(group) if group != "debug" else cfg.trainer, resolve=True)
 
 
+@pytest.mark.parametrize("option", ["joint", "synthetic_joint"])
+def test_joined_data_configs_instantiate(option: str):
+    cfg = _compose(f"data={option}")
+    for split, spec in cfg.data.corpora.items():
+        spec = spec[0] if OmegaConf.is_list(spec) else spec
+        if "refcoco" in spec:  # the unlabeled folder reader is not joined
+            reader = instantiate(spec, _convert_="all")
+            assert reader.func.__name__ == "read_joint", split
+            assert reader.keywords["refcoco"].func.__name__ == "read_refcoco", split
+    assert type(instantiate(cfg.data)).__name__ == "SceneDataModule"
+
+
 def test_every_line_of_owned_configs_is_commented():
     owned = ["train.yaml", "stage", "trainer", "logger", "callbacks", "optim", "loss",
              "experiment", "hparams_search", "debug", "hydra", "reward", "rl", "eval.yaml"]  # fmt: skip
@@ -254,6 +266,17 @@ def test_every_option_of_a_nested_group_instantiates(group: str, option: str):
             type(loss.contrastive)
             is {"tdist": TDistContrastiveLoss, "infonce": InfoNCELoss}[option]
         )
+        return
+    if group == "model/preprocess":  # the tower's pixel statistics reach the data encoding
+        spec = OmegaConf.load(CONF / group / f"{option}.yaml")
+        for model in GROUPS["model"]:
+            cfg = _compose(f"model={model}", f"{group}={option}")
+            assert list(cfg.model.vision.mean) == list(spec.mean), model
+            assert list(cfg.data.encoding.std) == list(spec.std), model
+        if option == "clip":  # the Python default of the data layer is the same numbers
+            from scalar.data.settings import CLIP_MEAN, CLIP_STD
+
+            assert (tuple(spec.mean), tuple(spec.std)) == (CLIP_MEAN, CLIP_STD)
         return
     if group == "stage/validation":  # both stages take it whole, and their modules accept it
         spec = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))

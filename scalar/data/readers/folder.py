@@ -2,8 +2,8 @@
 
 Sizes come from each file's header (``PIL.Image.open`` is lazy; pixels are never
 decoded here). Files whose header cannot be read are counted as ``corrupt_image``. An optional
-``queries`` JSON (``{relative path: [texts]}``) gives images text-only referring
-expressions (no boxes): ``scene.meta["queries"]``, prompts of the RL grounding rows.
+``captions`` JSON (``{relative path: text or [texts]}``) gives images weak image-level text,
+like web alt-text (no boxes, no objects): ``scene.meta["captions"]``, read by the RL stage.
 """
 
 from __future__ import annotations
@@ -45,25 +45,29 @@ def _header_size(path: Path, skips: Skips) -> tuple[int, int] | None:
     return int(width), int(height)
 
 
-def read_queries(path: str | Path, skips: Skips) -> dict[str, list[str]]:
-    """``{relative image path: [query texts]}``; entries that are not lists of non-empty
-    strings are counted as ``bad_query`` and dropped."""
+def read_captions(path: str | Path, skips: Skips) -> dict[str, list[str]]:
+    """``{relative image path: [caption texts]}`` (a value may be one text or a list);
+    entries that are not non-empty texts are counted as ``bad_caption`` and dropped."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"queries file not found: {path}")
+        raise FileNotFoundError(
+            f"captions file not found: {path} (a synthetic corpus built before captions.json: "
+            "rebuild it; images alone: set the reader's captions to null)"
+        )
     try:
         data = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"queries file {path} is not valid JSON: {e}") from None
+        raise ValueError(f"captions file {path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"queries file {path} must map image paths to lists of texts")
+        raise ValueError(f"captions file {path} must map image paths to texts")
     out = {}
     for rel, texts in data.items():
+        texts = [texts] if isinstance(texts, str) else texts
         ok = isinstance(texts, list) and all(isinstance(t, str) and t.strip() for t in texts)
         if ok:
             out[str(rel)] = [t.strip() for t in texts]
         else:
-            skips.add("bad_query", f"{rel}: {texts!r}"[:120])
+            skips.add("bad_caption", f"{rel}: {texts!r}"[:120])
     return out
 
 
@@ -72,11 +76,11 @@ def read_image_folder(
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp"),
     recursive: bool = True,
     name: str = "folder",
-    queries: str | Path | None = None,
+    captions: str | Path | None = None,
 ) -> Corpus:
     """One object-less Scene per readable image under ``root``; ids are relative paths.
-    ``queries``: optional JSON of text-only expressions per image (see the module doc);
-    entries naming no readable image are counted as ``query_without_image``."""
+    ``captions``: optional JSON of weak text per image (see the module doc); entries
+    naming no readable image are counted as ``caption_without_image``."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
@@ -86,16 +90,16 @@ def read_image_folder(
         how = "recursively" if recursive else "at the top level (recursive=False)"
         raise ValueError(f"no images with extensions {sorted(exts)} found {how} in {root}")
     skips = Skips()
-    texts = read_queries(queries, skips) if queries is not None else {}
+    texts = read_captions(captions, skips) if captions is not None else {}
     scenes = []
     for path in files:
         size = _header_size(path, skips)
         if size is not None:
             rel = path.relative_to(root).as_posix()
-            meta = {"queries": texts.pop(rel)} if rel in texts else {}
+            meta = {"captions": texts.pop(rel)} if rel in texts else {}
             scenes.append(Scene(image=ImageInfo(rel, str(path), *size), meta=meta))
     for rel in texts:
-        skips.add("query_without_image", rel)
+        skips.add("caption_without_image", rel)
     if not scenes:
         raise ValueError(
             f"none of the {len(files)} image files in {root} is readable; " + skips.report()

@@ -4,7 +4,7 @@ Layout of ``out_dir``::
 
     images/COCO_train2014_{image_id:012d}.png     labelled images, ids from 1 over splits
     unlabeled/{i:06d}.png                         unlabeled pool (held-out shapes included)
-    unlabeled/queries.json                        {file: [expressions]}, text only (RL prompts)
+    unlabeled/captions.json                       {file: caption}: weak alt-text (RL prompts)
     coco/annotations/instances_{split}.json       COCO instances, split in SPLITS
     refcoco/synthetic/refs(unc).p, instances.json refer-toolkit layout (+ sent_kinds)
     vg/{image_data,objects,attributes,relationships,region_descriptions}.json
@@ -35,6 +35,7 @@ import numpy as np
 
 from scalar.data.synth import expressions, relations
 from scalar.data.synth.camera import save_depth_png
+from scalar.data.synth.captions import CAPTIONS_FILE, weak_caption
 from scalar.data.synth.layout import (
     LOOK_OPTIONS,
     SIZE_RANGES,
@@ -45,6 +46,7 @@ from scalar.data.synth.layout import (
 from scalar.data.synth.png import save_png
 from scalar.data.synth.scene3d import GROUND, ground_scene
 from scalar.data.synth.shapes import BACKGROUND, COLOURS, render
+from scalar.data.synth.vg_view import VG_OPTIONS, check_vg_options, vg_view
 from scalar.data.synth.world import world_scene
 from scalar.data.synth.writers import (
     IMAGE_DIR,
@@ -63,7 +65,6 @@ from scalar.data.synth.writers_vg import write_vg
 
 VERSION = "synthetic-shapes-1"
 WORLD_VERSION = "synthetic-world-2"  # the difficulty presets (not flat)
-QUERIES_FILE = "queries.json"  # text-only queries of the unlabeled pool
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "heldout": 3, "unlabeled": 4}
 N_NEGATIVES = 2
 MAX_AUTO_WORKERS = 4
@@ -91,15 +92,11 @@ def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: st
         record.update(camera=cam.as_dict(), depth_file=depth_file_name(image_id))
         save_depth_png(depth, str(Path(path).parent / record["depth_file"]))
     size = (s, s)
+    if split == "unlabeled":  # weak caption only (drawn after rendering: the PNG is unchanged)
+        record["caption"] = weak_caption(objs, cfg.category_names(), rng)
+        return record
     table = expressions.scene_relations(objs, size)
     marks = [expressions.unique_attrs(objs, j, cfg.texture, size) for j in range(len(objs))]
-    if split == "unlabeled":  # query texts only (drawn after rendering: the PNG is unchanged)
-        record["queries"] = [
-            t
-            for i in range(len(objs))
-            for _, t in expressions.refer(objs, i, cfg.texture, size, rng, marks, table)
-        ]
-        return record
     refs, regions, rels = [], [], []
     for i, o in enumerate(objs):
         object_area(o)  # cached for the writers
@@ -147,12 +144,12 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def write_queries(out: Path, unlabeled: list[dict]) -> list[str]:
-    """``unlabeled/queries.json``: ``{file name: [referring expressions]}`` of the unlabeled
-    pool, text only (no boxes, no object ids): prompts for the RL stage's grounding rows."""
-    queries = {f"{i:06d}.png": r["queries"] for i, r in enumerate(unlabeled)}
-    (out / "unlabeled" / QUERIES_FILE).write_text(json.dumps(queries, indent=0))
-    return [f"unlabeled/{QUERIES_FILE}"]
+def write_captions(out: Path, unlabeled: list[dict]) -> list[str]:
+    """``unlabeled/captions.json``: ``{file name: weak caption}`` of the unlabeled pool
+    (:mod:`scalar.data.synth.captions`): no box, no object id, no per-object list."""
+    captions = {f"{i:06d}.png": r["caption"] for i, r in enumerate(unlabeled)}
+    (out / "unlabeled" / CAPTIONS_FILE).write_text(json.dumps(captions, indent=0))
+    return [f"unlabeled/{CAPTIONS_FILE}"]
 
 
 def _run(task: tuple) -> dict:
@@ -238,11 +235,13 @@ def build_synthetic(
     ``workers`` > 1 renders in that many processes (None: ``default_workers``); the output
     is the same for any ``workers``.
     """
-    known = ({f.name for f in fields(SynthConfig)} - {"look"}) | set(LOOK_OPTIONS)
+    known = ({f.name for f in fields(SynthConfig)} - {"look"}) | set(LOOK_OPTIONS) | set(VG_OPTIONS)
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"build_synthetic: unknown option(s) {unknown}; known: {sorted(known)}")
     look = {k: options.pop(k) for k in LOOK_OPTIONS if k in options}
+    vg = {k: options.pop(k) for k in VG_OPTIONS if k in options}  # own VG ids / box jitter
+    check_vg_options(**vg)
     if config is not None:
         options = {**{f.name: getattr(config, f.name) for f in fields(SynthConfig)}, **options}
     if look:
@@ -270,11 +269,11 @@ def build_synthetic(
         assign_ids([r for s in SPLITS for r in by_split[s]])
         files = write_coco(out, by_split, cats)
         files += write_refcoco(out, by_split, cats)
-        files += write_vg(out, by_split)
+        files += write_vg(out, vg_view(by_split, cfg.seed, **vg))
         files += write_lvis(out, by_split, cats)
 
         unlabeled = [r for r in records if r["split"] == "unlabeled"]
-        files += write_queries(out, unlabeled)
+        files += write_captions(out, unlabeled)
 
     counts = {s: _split_counts(by_split[s], True) for s in SPLITS}
     counts["unlabeled"] = _split_counts(unlabeled, False)
@@ -309,5 +308,7 @@ def build_synthetic(
         },  # fmt: skip
         "files": files + ["manifest.json"],
     }
+    if any(vg.values()):  # recorded only when set: default builds keep their bytes
+        manifest["vg_view"] = vg
     dump_json(manifest, out / "manifest.json")
     return manifest

@@ -80,37 +80,38 @@ def test_errors(tmp_path):
         read_image_folder(tmp_path)
 
 
-def test_text_only_queries_from_a_sidecar(folder, tmp_path_factory):
+def test_weak_captions_from_a_sidecar(folder, tmp_path_factory):
     root, _ = folder
-    side = tmp_path_factory.mktemp("q") / "queries.json"
+    side = tmp_path_factory.mktemp("q") / "captions.json"
     side.write_text(
         json.dumps(
             {
-                "b.png": ["the red circle", " the top star "],
-                "sub/c.JPEG": [],
-                "a.jpg": "not a list",
+                "b.png": ["a red circle and a star", " photo of a heart "],
+                "sub/c.JPEG": "a square",
+                "a.jpg": 3,
                 "sub/deeper/d.png": ["ok", ""],
                 "gone.png": ["no such image"],
             }
         )
     )
-    corpus = read_image_folder(root, queries=side)
-    got = {s.image.id: s.meta.get("queries") for s in corpus.scenes}
-    assert got["b.png"] == ["the red circle", "the top star"]
-    assert got["sub/c.JPEG"] == [] and got["a.jpg"] is None and got["sub/deeper/d.png"] is None
-    assert all(not s.refs for s in corpus.scenes)  # no expression is tied to an object
-    assert corpus.skips.counts["bad_query"] == 2  # a.jpg (not a list), d.png (empty text)
-    assert corpus.skips.counts["query_without_image"] == 1
+    corpus = read_image_folder(root, captions=side)
+    got = {s.image.id: s.meta.get("captions") for s in corpus.scenes}
+    assert got["b.png"] == ["a red circle and a star", "photo of a heart"]
+    assert got["sub/c.JPEG"] == ["a square"] and got["a.jpg"] is None
+    assert got["sub/deeper/d.png"] is None
+    assert all(not s.refs and not s.objects for s in corpus.scenes)  # text is image-level only
+    assert corpus.skips.counts["bad_caption"] == 2  # a.jpg (not text), d.png (empty text)
+    assert corpus.skips.counts["caption_without_image"] == 1
 
 
-def test_missing_or_malformed_queries_are_one_line_errors(folder, tmp_path):
+def test_missing_or_malformed_captions_are_one_line_errors(folder, tmp_path):
     root, _ = folder
-    with pytest.raises(FileNotFoundError, match="queries file not found"):
-        read_image_folder(root, queries=tmp_path / "nope.json")
+    with pytest.raises(FileNotFoundError, match="captions file not found"):
+        read_image_folder(root, captions=tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
-        read_image_folder(root, queries=bad)
+        read_image_folder(root, captions=bad)
     bad.write_text("[1, 2]")
     with pytest.raises(ValueError, match="must map image paths"):
-        read_image_folder(root, queries=bad)
+        read_image_folder(root, captions=bad)
