@@ -3,6 +3,7 @@
     python -m scalar.data synth [out=<dir>] [data.synthetic.seed=0] [data.synthetic.n_train=4000] ...
     python -m scalar.data validate data=<name> [data.root=<dir>] [out=<json>] [strict=true] [~data.corpora.<split>]
     python -m scalar.data shard data=<name> out=<dir> [shard_size=1000] [other overrides]
+    python -m scalar.data spatial_qa data=<name> out=<file.jsonl> [source=auto] [depth=<model dir>] [fov=60] [splits=[train,val]]
 
 A Hydra app on ``conf/data_cli.yaml``: the first word is the command (it becomes
 ``command=<name>``), the rest are overrides in Hydra's grammar (``key=value``, ``+key=``,
@@ -13,7 +14,8 @@ writes (default ``<root>/validate.json``) the counts of what was read and of wha
 skipped, by reason; a split whose files are missing is reported and left out (``strict=true``:
 an error). ``shard`` prepares the samples of every split (as training would) and writes
 them with their image bytes into WebDataset tar shards under ``out`` (``data.streaming=<out>``
-then trains from them). Errors are one line on stderr: exit 2 for a usage error, 1 for a
+then trains from them). ``spatial_qa`` writes the metric 3-D QA of the corpus as JSON lines
+with counts per template (``scalar/data/spatial_export.py``). Errors are one line on stderr: exit 2 for a usage error, 1 for a
 data error.
 """
 
@@ -25,7 +27,7 @@ import sys
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-COMMANDS = ("synth", "validate", "shard")
+COMMANDS = ("synth", "validate", "shard", "spatial_qa")
 USAGE = __doc__.split("\n\n")[1]
 _FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
 _FLAGS_WITH_VALUE |= {"--cfg", "-c", "--package", "-p", "--info", "-i", "--experimental-rerun"}
@@ -152,6 +154,36 @@ def shard(cfg) -> dict:
     return index
 
 
+def spatial_qa(cfg) -> dict:
+    from hydra.utils import instantiate
+
+    from scalar.data.merge import read_all
+    from scalar.data.spatial_export import Lifter, export
+
+    if not cfg.get("out"):
+        raise UsageError("spatial_qa needs out=<file.jsonl>")
+    _root(cfg)
+    specs = instantiate(cfg.data.corpora, _convert_="all")
+    wanted = list(cfg.splits) if cfg.get("splits") else [s for s in specs if s != "unlabeled"]
+    unknown = [s for s in wanted if s not in specs]
+    if unknown:
+        raise UsageError(f"unknown split(s) {unknown}; the data has {sorted(specs)}")
+    lifter = Lifter(str(cfg.source), cfg.get("depth"), float(cfg.fov), float(cfg.depth_scale),
+                    str(cfg.device))  # fmt: skip
+    corpora = {s: read_all(specs[s]) for s in wanted}
+    summary = export(corpora, lifter, Path(str(cfg.out)), int(cfg.max_pairs))
+    for split, n in summary["total"].items():
+        print(f"{split}: {n} questions {json.dumps(summary['questions'][split], sort_keys=True)}")
+    for key in ("scenes", "lifting", "lifting_centre_error"):
+        if summary.get(key):
+            print(f"{key}: {json.dumps(summary[key], sort_keys=True)}")
+    for split, scores in (summary.get("baselines") or {}).items():
+        if split not in ("fit_on", "answers"):
+            print(f"baselines on {split}: {json.dumps(scores, sort_keys=True)}")
+    print(f"wrote {cfg.out} and {cfg.out}.counts.json")
+    return summary
+
+
 def run(cfg) -> None:
     """Run ``cfg.command``; errors are one line on stderr and ``SystemExit`` (2 usage, 1 data)."""
     from omegaconf import OmegaConf
@@ -164,7 +196,8 @@ def run(cfg) -> None:
             )
         if cfg.command not in COMMANDS:
             raise UsageError(f"unknown command {cfg.command!r}; valid: {', '.join(COMMANDS)}")
-        {"synth": synth, "validate": validate, "shard": shard}[cfg.command](cfg)
+        commands = {"synth": synth, "validate": validate, "shard": shard, "spatial_qa": spatial_qa}
+        commands[cfg.command](cfg)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -31,6 +31,12 @@ def ensure_synthetic(root: str | Path, options: dict[str, Any], log: Callable = 
                 f"{root} holds a difficulty={have} corpus but difficulty={want} was asked: "
                 "set data.root to another folder (or delete this one to rebuild)"
             )
+        have, want = built.get("geometry", "planar"), options.get("geometry") or "planar"
+        if have != want:
+            raise UserError(
+                f"{root} holds a geometry={have} corpus but geometry={want} was asked: "
+                "set data.root to another folder (or delete this one to rebuild)"
+            )
         return False
     from scalar.data.synth.build import build_synthetic
 

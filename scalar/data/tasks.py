@@ -215,8 +215,12 @@ class TaskBuilder:
         return out
 
     def spatial_qa(self, scene: Scene, rng, chains) -> list[Sample]:
+        from scalar.data.readers.geometry import has_geometry
         from scalar.data.tasks_spatial import spatial_samples
+        from scalar.data.tasks_spatial3d import spatial3d_samples
 
+        if has_geometry(scene):  # metric 3-D templates from the scene's 3-D record
+            return spatial3d_samples(scene, rng, chains, self.max_spatial_pairs)
         return spatial_samples(scene, rng, chains, self.max_spatial_pairs)
 
     # -- entry points -------------------------------------------------------------------

@@ -64,7 +64,7 @@ def _truth(sample: Sample) -> dict[str, Any]:
     if sample.task == "caption":
         return {"references": meta.get("references") or [sample.target]}
     if sample.task == "spatial_qa":
-        keys = ("question_type", "answer_type", "value")
+        keys = ("question_type", "answer_type", "value", "unit")
         return {"answer": sample.target, **{k: meta.get(k) for k in keys}}
     if sample.task == "grounded":
         objs = true_objects(sample)

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scalar.data.tasks import PROMPTS
 from scalar.data.tasks_spatial import SPATIAL_PROMPTS
+from scalar.data.tasks_spatial3d import SPATIAL3D_PROMPTS
 from scalar.metrics.bootstrap import LEVEL, count_for, is_figure
 
 COORDINATES = (
@@ -41,7 +42,8 @@ RULES = {
     "empty output = unparseable",
     "spatial_qa": "qualitative: exact match of normalised text; quantitative: first number "
     "of the output, relative error |p-v|/max(|v|,1), acc = within [v/2, 2v]; no number = "
-    "unparseable (wrong, relative error 1)",
+    "unparseable (wrong, relative error 1); metric 3-D answers (unit m): the number read "
+    "with its unit (cm, feet, ...), relative error |p-v|/|v|; medre = median relative error",
     "grounded": "mentions = text before each box; a mention matches a true object when "
     "IoU >= 0.5 and the category name appears in it; one-to-one greedy matching by IoU; "
     "micro precision/recall/F1 over the split; no mention = unparseable",
@@ -53,6 +55,7 @@ def protocol(cfg: DictConfig, tasks: list[str]) -> dict[str, Any]:
     prompts: dict[str, Any] = {t: PROMPTS[t] for t in tasks if t in PROMPTS}
     if "spatial_qa" in tasks:
         prompts["spatial_qa"] = dict(SPATIAL_PROMPTS)
+        prompts["spatial_qa_3d"] = {k: list(v) for k, v in SPATIAL3D_PROMPTS.items()}
     caps = (OmegaConf.to_container(cfg.data, resolve=True).get("splits") or {}).get("max_samples")
     return {
         "prompts": prompts,
@@ -133,7 +136,7 @@ def results_markdown(results: dict[str, Any]) -> str:
     out += [f"Greedy decoding, one fixed prompt per task, max {proto['decoding']['max_new_tokens']}"
             f" new tokens; {'full splits' if proto['full_split'] else 'capped splits: ' + json.dumps(proto['max_samples_per_split'])}."
             " Scores x100 (accuracies, mIoU, P/R/F1, BLEU-4, METEOR, ROUGE-L, CIDEr); "
-            "mre = mean relative error." + _ci_line(proto), f"Coordinates: {proto['coordinates']}.", ""]  # fmt: skip
+            "mre / medre = mean / median relative error." + _ci_line(proto), f"Coordinates: {proto['coordinates']}.", ""]  # fmt: skip
     tasks = sorted({t for by_task in results["splits"].values() for t in by_task})
     for task in tasks:
         rows = [(s, by_task.get(task, {})) for s, by_task in results["splits"].items()]
@@ -150,6 +153,13 @@ def results_markdown(results: dict[str, Any]) -> str:
         if groups:
             names = list(dict.fromkeys(k for _, v in groups for k in v if k != "ci95"))
             out += [f"### {task} by group", "", *_table(groups, names, "split / group"), ""]
+    for task, by_split in (results.get("baselines") or {}).items():
+        rows = [(f"{s} / {b}", v) for s, figs in by_split.items() if s != "fit_on"
+                for b, v in figs.items()]  # fmt: skip
+        if rows:
+            names = list(dict.fromkeys(k for _, v in rows for k in v))
+            out += [f"## {task} baselines (fitted on the {by_split['fit_on']})", "",
+                    *_table(rows, names, "split / baseline"), ""]  # fmt: skip
     if results.get("unavailable"):
         out += ["## Not reported", ""] + [f"- {m}" for m in results["unavailable"].values()] + [""]
     skips = results.get("data_skips") or {}

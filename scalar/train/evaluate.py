@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from scalar.core.io import write_json
+from scalar.eval.baselines import spatial_qa_baselines, train_reader
 from scalar.eval.data import EvalDataModule
 from scalar.eval.predictions import write_predictions
 from scalar.eval.report import (
@@ -139,6 +140,7 @@ def build(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]
     n = load_weights(model, ckpt, ckpt_path)  # the checkpoint's tokenizer, strict keys
     log.info("loaded %d weight tensors from %s", n, ckpt_path)
     del ckpt
+    baseline_reader = train_reader(cfg) if "spatial_qa" in tasks else None  # before narrowing
     datamodule = instantiate(data_config(cfg, splits), tokenizer=model.tokenizer)
     datamodule.setup("validate")
     vision = cfg.model.get("vision") or {}
@@ -160,7 +162,8 @@ def build(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]
     loggers = _objects(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     return {"run_dir": run_dir, "ckpt_path": ckpt_path, "tasks": tasks, "splits": splits,
-            "datamodule": datamodule, "module": module, "trainer": trainer}  # fmt: skip
+            "datamodule": datamodule, "module": module, "trainer": trainer,
+            "baseline_reader": baseline_reader}  # fmt: skip
 
 
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -208,6 +211,11 @@ def assemble(cfg: DictConfig, parts: dict[str, Any], module: EvalModule) -> dict
         for task, values in by_task.items()
         for name, ci in (values.get("ci95") or {}).items()
     })  # fmt: skip
+    baselines = {}
+    if parts.get("baseline_reader") is not None:
+        baselines["spatial_qa"] = spatial_qa_baselines(
+            parts["baseline_reader"], dm, parts["splits"]
+        )
     return {
         "checkpoint": parts["ckpt_path"],
         "protocol": protocol(cfg, parts["tasks"]),
@@ -216,6 +224,7 @@ def assemble(cfg: DictConfig, parts: dict[str, Any], module: EvalModule) -> dict
         "data_skips": dict(dm.skips.counts),
         "unavailable": dict(module.unavailable),
         "metrics": flat,
+        **({"baselines": baselines} if baselines else {}),
     }
 
 

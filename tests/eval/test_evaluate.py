@@ -117,6 +117,13 @@ def test_eval_all_tasks_full_split_with_ckpt_last(trained_run: Path, make_eval_c
         assert 0 <= values["unparseable"] <= values["n"]
     assert "held_out/acc@0.5" in by_task["rec"]  # the held-out categories group
     assert "precision" in by_task["grounded"] and "quant/mre" in by_task["spatial_qa"]
+    base = results["baselines"]["spatial_qa"]  # scored on exactly the evaluated samples
+    assert (
+        base["heldout"]["constant"]["n"]
+        == base["heldout"]["prior"]["n"]
+        == by_task["spatial_qa"]["n"]
+    )
+    assert base["fit_on"].startswith("train split")
     assert results["unavailable"]["meteor"] == "METEOR not computed (meteor=false)"
     run = Path(cfg.paths.output_dir)
     for task in by_task:

@@ -16,6 +16,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from scalar.data.readers.common import image_present, load_json, malformed, require, require_list
+from scalar.data.readers.geometry import add_object_geometry, image_geometry
 from scalar.data.scene import (
     AnnotationError,
     Category,
@@ -212,6 +213,7 @@ def read_instances(
                 missing.add(iid)
                 continue
             meta = scene_meta(row, cats, path, where, skips) if scene_meta else {}
+            meta.update(image_geometry(row, image_path, skips, where))
         except AnnotationError as err:
             malformed(err, skips)  # its annotations count as unknown_image
             continue
@@ -245,6 +247,8 @@ def read_instances(
         obj = annotation_to_object(row, cats[cid], scene.image, skips, where)
         if obj is not None:
             scene.objects.append(obj)
+            if "geometry" in scene.meta:
+                add_object_geometry(scene, row, skips, where)
 
     return Corpus(
         name=name,

@@ -21,6 +21,7 @@ from scalar.data.readers.common import (
     require,
     require_list,
 )
+from scalar.data.readers.geometry import add_object_geometry, image_geometry
 from scalar.data.scene import (
     AnnotationError,
     Category,
@@ -227,15 +228,22 @@ def read_refcoco(
                 skips.add("ref_object_dropped", f"ref {ref.ref_id} ann {ref.object_id}")
         scene_refs = [ref for ref in scene_refs if ref.object_id in kept]
         split_set = {ref.split for ref in scene_refs}
-        scenes.append(
-            Scene(
-                image=ImageInfo(image_id, str(path), int(im["width"]), int(im["height"])),
-                objects=objects,
-                refs=scene_refs,
-                split=split_set.pop() if len(split_set) == 1 else None,
-                meta={"dataset": dataset, "split_by": split_by},
-            )
+        scene = Scene(
+            image=ImageInfo(image_id, str(path), int(im["width"]), int(im["height"])),
+            objects=objects,
+            refs=scene_refs,
+            split=split_set.pop() if len(split_set) == 1 else None,
+            meta={
+                "dataset": dataset,
+                "split_by": split_by,
+                **image_geometry(im, path, skips, f"image {image_id}"),
+            },
         )
+        if "geometry" in scene.meta:
+            for a in anns_by_image.get(image_id, []):
+                if a["id"] in kept:
+                    add_object_geometry(scene, a, skips, f"annotation {a['id']}")
+        scenes.append(scene)
     return Corpus(
         name=f"{dataset}({split_by})",
         scenes=scenes,

@@ -34,15 +34,17 @@ from pathlib import Path
 import numpy as np
 
 from scalar.data.synth import expressions, relations
+from scalar.data.synth.camera import save_depth_png
 from scalar.data.synth.captions import CAPTIONS_FILE, weak_caption
 from scalar.data.synth.layout import (
-    FLAT_OPTIONS,
+    LOOK_OPTIONS,
     SIZE_RANGES,
-    FlatLook,
+    Look,
     SynthConfig,
     sample_objects,
 )
 from scalar.data.synth.png import save_png
+from scalar.data.synth.scene3d import GROUND, ground_scene
 from scalar.data.synth.shapes import BACKGROUND, COLOURS, render
 from scalar.data.synth.vg_view import VG_OPTIONS, check_vg_options, vg_view
 from scalar.data.synth.world import world_scene
@@ -51,6 +53,7 @@ from scalar.data.synth.writers import (
     SPLITS,
     assign_ids,
     category_rows,
+    depth_file_name,
     dump_json,
     image_file_name,
     object_area,
@@ -79,10 +82,15 @@ def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: st
     if preset is None:  # the flat world, exactly as before the presets
         objs = sample_objects(rng, cfg, pool, must_include=must)
         image = render(objs, s, s, cfg.flat.noise, rng)
+    elif cfg.geometry == "ground_plane":
+        objs, image, depth, cam = ground_scene(rng, cfg, preset, pool, must_include=must)
     else:
         objs, image = world_scene(rng, cfg, preset, pool, must_include=must)
     save_png(image, path)
     record = {"image_id": image_id, "split": split, "width": s, "height": s, "objects": objs}
+    if cfg.geometry == "ground_plane" and split != "unlabeled":  # the pool's folder is scanned
+        record.update(camera=cam.as_dict(), depth_file=depth_file_name(image_id))
+        save_depth_png(depth, str(Path(path).parent / record["depth_file"]))
     size = (s, s)
     if split == "unlabeled":  # weak caption only (drawn after rendering: the PNG is unchanged)
         record["caption"] = weak_caption(objs, cfg.category_names(), rng)
@@ -209,7 +217,10 @@ def world_settings(cfg: SynthConfig) -> dict:
             "background": list(BACKGROUND),
             "size_ranges": {k: list(v) for k, v in SIZE_RANGES.items()},
         }
-    return {"difficulty": cfg.difficulty, "preset": preset.as_dict()}
+    out = {"difficulty": cfg.difficulty, "preset": preset.as_dict()}
+    if cfg.geometry == "ground_plane":
+        out["ground_plane"] = GROUND.as_dict()
+    return out
 
 
 def build_synthetic(
@@ -219,23 +230,23 @@ def build_synthetic(
 
     ``options`` are the fields of ``SynthConfig`` (seed, n_train, n_val, n_test,
     n_heldout, n_unlabeled, image_size, min_objects, max_objects, same_look_fraction,
-    overlap, texture, noise, held_out_categories, categories, difficulty); they override
+    overlap, texture, noise, held_out_categories, categories, difficulty, geometry); they override
     ``config``. ``difficulty`` is ``flat`` (the original world) or a preset of ``presets.py``.
     ``workers`` > 1 renders in that many processes (None: ``default_workers``); the output
     is the same for any ``workers``.
     """
-    known = ({f.name for f in fields(SynthConfig)} - {"flat"}) | set(FLAT_OPTIONS) | set(VG_OPTIONS)
+    known = ({f.name for f in fields(SynthConfig)} - {"look"}) | set(LOOK_OPTIONS) | set(VG_OPTIONS)
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"build_synthetic: unknown option(s) {unknown}; known: {sorted(known)}")
-    flat = {k: options.pop(k) for k in FLAT_OPTIONS if k in options}
+    look = {k: options.pop(k) for k in LOOK_OPTIONS if k in options}
     vg = {k: options.pop(k) for k in VG_OPTIONS if k in options}  # own VG ids / box jitter
     check_vg_options(**vg)
     if config is not None:
         options = {**{f.name: getattr(config, f.name) for f in fields(SynthConfig)}, **options}
-    if flat:
-        base = options.get("flat") or FlatLook()
-        options["flat"] = FlatLook(**{**{k: getattr(base, k) for k in FLAT_OPTIONS}, **flat})
+    if look:
+        base = options.get("look") or Look()
+        options["look"] = Look(**{**{k: getattr(base, k) for k in LOOK_OPTIONS}, **look})
     cfg = SynthConfig(**options)
     cfg.validate()
     out = Path(out_dir)

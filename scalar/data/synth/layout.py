@@ -31,17 +31,22 @@ MAX_RESTARTS = 50
 OVERLAP_TRIES = 100
 FREE_TRIES = 20  # uniform rejection sampling before the exact free-position search
 FLAT_HELD_OUT = ("hexagon", "heart")
+GEOMETRIES = ("planar", "ground_plane")
 
 
 @dataclass(frozen=True)
-class FlatLook:
-    """Options of the flat world only (the presets place and degrade scenes themselves)."""
+class Look:
+    """World-specific build options: the flat world's overlap and noise (the presets place
+    and degrade scenes themselves) and the preset worlds' geometry."""
 
     overlap: float = 0.0  # largest IoU between two boxes (0: boxes kept apart)
     noise: float = 0.0  # Gaussian pixel noise std, fraction of 255
+    geometry: str = "planar"  # planar | ground_plane (metric 3-D scenes, scene3d.py; presets only)
 
 
-FLAT_OPTIONS = ("overlap", "noise")  # build options that go into ``SynthConfig.flat``
+FlatLook = Look  # its name before it held geometry
+LOOK_OPTIONS = ("overlap", "noise", "geometry")  # build options that go into ``SynthConfig.look``
+FLAT_OPTIONS = LOOK_OPTIONS
 
 
 @dataclass
@@ -59,7 +64,7 @@ class SynthConfig:
     max_objects: int | None = None  # None: 5 (flat), else the preset's
     same_look_fraction: float = 0.4
     texture: bool | None = None  # None: False (flat), True (fill patterns) otherwise
-    flat: FlatLook = FlatLook()  # flat-world overlap and noise (build options overlap=, noise=)
+    look: Look = Look()  # overlap, noise (flat world), geometry (build options of those names)
     held_out_categories: tuple[str, ...] | None = None  # None: the world's own three/two
     categories: tuple[str, ...] | None = None  # None: every category of the world
     difficulty: str = "flat"  # flat (shapes.py) | easy | default | hard (presets.py)
@@ -79,6 +84,15 @@ class SynthConfig:
         if self.categories is not None:
             self.categories = tuple(self.categories)
 
+    @property
+    def flat(self) -> Look:
+        """The flat-world options (``look``; their name before ``geometry`` joined them)."""
+        return self.look
+
+    @property
+    def geometry(self) -> str:
+        return self.look.geometry
+
     def preset(self) -> Preset | None:
         """The difficulty preset (None for the flat world)."""
         return None if self.difficulty == "flat" else PRESETS[self.difficulty]
@@ -97,6 +111,12 @@ class SynthConfig:
             raise ValueError(
                 "overlap and noise are flat-world options; the difficulty presets place and "
                 f"degrade scenes themselves (scalar/data/synth/presets.py): {self.difficulty}"
+            )
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"geometry must be one of {list(GEOMETRIES)}: {self.geometry!r}")
+        if self.geometry != "planar" and self.difficulty == "flat":
+            raise ValueError(
+                "geometry=ground_plane needs a difficulty preset (easy | default | hard)"
             )
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
@@ -132,8 +152,8 @@ class SynthConfig:
 
     def as_dict(self) -> dict:
         d = {}
-        for name, value in asdict(self).items():  # the manifest's keys and order predate ``flat``
-            if name == "flat":
+        for name, value in asdict(self).items():  # the manifest's keys and order predate ``look``
+            if name == "look":
                 continue
             d[name] = value
             if name == "same_look_fraction":
@@ -144,6 +164,8 @@ class SynthConfig:
         d["categories"] = list(self.category_names())
         if self.difficulty == "flat":  # the flat world's manifest predates the presets
             del d["difficulty"]
+        if self.geometry != "planar":  # manifests of planar worlds predate geometry
+            d["geometry"] = self.geometry
         return d
 
 

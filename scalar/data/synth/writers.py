@@ -26,6 +26,25 @@ def image_file_name(image_id: int) -> str:
     return f"COCO_train2014_{image_id:012d}.png"
 
 
+def depth_file_name(image_id: int) -> str:
+    """The depth map beside an image (ground-plane world): 16-bit PNG, millimetres."""
+    return f"COCO_train2014_{image_id:012d}_depth.png"
+
+
+def camera_fields(r: dict) -> dict:
+    """``intrinsics`` / ``camera_height`` / ``depth_file`` of ground-plane images (extra keys)."""
+    if "camera" not in r:
+        return {}
+    c = r["camera"]
+    return {"intrinsics": {k: c[k] for k in ("fx", "fy", "cx", "cy")},
+            "camera_height": c["height"], "depth_file": r["depth_file"]}  # fmt: skip
+
+
+def geometry_fields(o: dict) -> dict:
+    """``center_3d`` and ``size_3d`` (metres, camera frame) of ground-plane objects."""
+    return {k: o[k] for k in ("center_3d", "size_3d") if k in o}
+
+
 def dump_json(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=True)  # C encoder: one shot
@@ -110,6 +129,7 @@ def coco_instances(records: list[dict], cats: list[dict]) -> dict:
                 "file_name": r["file_name"],
                 "width": r["width"],
                 "height": r["height"],
+                **camera_fields(r),
             }  # fmt: skip
         )
         for o in r["objects"]:
@@ -124,6 +144,7 @@ def coco_instances(records: list[dict], cats: list[dict]) -> dict:
                     "segmentation": segmentation(o),
                     "attributes": object_attributes(o),
                     **occlusion_fields(o),
+                    **geometry_fields(o),
                 }
             )
     coco_cats = [{k: c[k] for k in ("id", "name", "supercategory")} for c in cats]
