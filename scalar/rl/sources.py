@@ -34,9 +34,10 @@ class ImagePrompts:
     :mod:`scalar.rl.model_proposals`; ``min_confidence`` and ``nms_iou`` select them);
     ``word_queries``: vocabulary words (most confident first) that become ground queries;
     ``captions``: also query the phrases of the images' weak captions; ``roles``: policy rows (ground, describe, format, gdg);
-    ``prompt_kinds``: prompt kinds compared by the format rows; ``ground_tokens``: budget of
-    the greedy groundings and format anchors; ``ground_queries``: ground rows per image;
-    ``describe_tokens``: budget of the greedy descriptions of sampled boxes;
+    ``prompt_kinds``: prompt kinds compared by the format rows; ``budgets``: ``ground_tokens``
+    (budget of the greedy groundings and format anchors, default 8), ``ground_queries``
+    (ground rows per image, 4) and ``describe_tokens`` (budget of the greedy descriptions of
+    sampled boxes, 16);
     ``ground_describe``: also describe each sampled box and ground the description;
     ``seed``: proposal / query choice and prompt order.
     """
@@ -56,9 +57,7 @@ class ImagePrompts:
         captions: bool = True,
         roles: Sequence[str] = ("ground",),
         prompt_kinds: Sequence[str] = ("box", "point", "mask"),
-        ground_tokens: int = 8,
-        ground_queries: int = 4,
-        describe_tokens: int = 16,
+        budgets: Mapping[str, int] | None = None,
         ground_describe: bool = False,
         seed: int = 0,
     ):
@@ -72,8 +71,18 @@ class ImagePrompts:
         self.split, self.batch_size = split, int(batch_size)
         self.proposals, self.max_proposals = proposals, int(max_proposals)
         self.roles, self.prompt_kinds = tuple(roles), tuple(prompt_kinds)
-        self.ground_tokens, self.ground_queries = int(ground_tokens), int(ground_queries)
-        self.describe_tokens, self.ground_describe = int(describe_tokens), bool(ground_describe)
+        budget = {"ground_tokens": 8, "ground_queries": 4, "describe_tokens": 16}
+        unknown = sorted(set(budgets or {}) - set(budget))
+        if unknown:
+            raise ValueError(
+                f"rl.prompts.budgets: unknown {unknown} (choose from {sorted(budget)})"
+            )
+        budget.update({k: int(v) for k, v in (budgets or {}).items()})
+        self.ground_tokens, self.ground_queries = budget["ground_tokens"], budget["ground_queries"]
+        self.describe_tokens, self.ground_describe = (
+            budget["describe_tokens"],
+            bool(ground_describe),
+        )
         self.seed = int(seed)
         self.vocabulary, self.vocabulary_split = vocabulary, vocabulary_split
         self.proposer_args = dict(replace=proposals == "model", max_proposals=self.max_proposals,

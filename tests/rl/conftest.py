@@ -40,5 +40,5 @@ RL_FAST = [
 IMAGES_FAST = [  # image prompts (reward=consistency, the default)
     "rl.prompts.roles=[describe,format,gdg,ground]",
     "rl.prompts.batch_size=1",
-    "rl.prompts.ground_tokens=4",
+    "rl.prompts.budgets.ground_tokens=4",
 ]

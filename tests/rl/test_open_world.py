@@ -36,7 +36,7 @@ def test_rl_stage_is_leak_free(tiny_corpus, align_ckpt, tmp_path, monkeypatch):
     data = _copy_without_pool_text(tiny_corpus, tmp_path)
     cfg = compose_train([
         *tiny_overrides(data, tmp_path / "logs", tmp_path / "run"), *RL_FAST, ROLES,
-        "rl.prompts.batch_size=1", "rl.prompts.ground_tokens=4", f"init_from={align_ckpt}",
+        "rl.prompts.batch_size=1", "rl.prompts.budgets.ground_tokens=4", f"init_from={align_ckpt}",
         "trainer.max_steps=2", "trainer.limit_val_batches=0",
         "callbacks.model_checkpoint.monitor=null", "data.corpora.unlabeled.captions=null",
     ])  # fmt: skip
@@ -97,7 +97,7 @@ def test_folder_of_images_with_a_vocabulary_trains_with_no_skipped_steps(
         *[o for o in TINY if not o.startswith(("data=", "data.splits"))],
         f"paths.data_dir={tiny_corpus}", f"paths.log_dir={tmp_path / 'logs'}",
         f"paths.output_dir={tmp_path / 'run'}", *RL_FAST, "rl.prompts.batch_size=2",
-        "rl.prompts.ground_tokens=4", "trainer.max_steps=3", "data.loader.num_workers=0",
+        "rl.prompts.budgets.ground_tokens=4", "trainer.max_steps=3", "data.loader.num_workers=0",
         "stage.monitor=train/loss", "stage.monitor_mode=min",
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
