@@ -3,6 +3,7 @@
     python -m scalar.data synth [out=<dir>] [data.synthetic.seed=0] [data.synthetic.n_train=4000] ...
     python -m scalar.data validate data=<name> [data.root=<dir>] [out=<json>] [strict=true] [~data.corpora.<split>]
     python -m scalar.data shard data=<name> out=<dir> [shard_size=1000] [other overrides]
+    python -m scalar.data concepts out=<dir> [concept_seed=0]
 
 A Hydra app on ``conf/data_cli.yaml``: the first word is the command (it becomes
 ``command=<name>``), the rest are overrides in Hydra's grammar (``key=value``, ``+key=``,
@@ -13,7 +14,9 @@ writes (default ``<root>/validate.json``) the counts of what was read and of wha
 skipped, by reason; a split whose files are missing is reported and left out (``strict=true``:
 an error). ``shard`` prepares the samples of every split (as training would) and writes
 them with their image bytes into WebDataset tar shards under ``out`` (``data.streaming=<out>``
-then trains from them). Errors are one line on stderr: exit 2 for a usage error, 1 for a
+then trains from them). ``concepts`` writes the concept-knowledge text of the realistic
+world (``scalar.data.synth.concepts``: train.txt, heldout.txt, concepts.json) into ``out``
+for ``stage=lm``. Errors are one line on stderr: exit 2 for a usage error, 1 for a
 data error.
 """
 
@@ -25,7 +28,7 @@ import sys
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-COMMANDS = ("synth", "validate", "shard")
+COMMANDS = ("synth", "validate", "shard", "concepts")
 USAGE = __doc__.split("\n\n")[1]
 _FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
 _FLAGS_WITH_VALUE |= {"--cfg", "-c", "--package", "-p", "--info", "-i", "--experimental-rerun"}
@@ -152,6 +155,17 @@ def shard(cfg) -> dict:
     return index
 
 
+def concepts(cfg) -> dict:
+    from scalar.data.synth.concepts import write_concepts
+
+    out = cfg.get("out")
+    if not out:
+        raise UsageError("concepts needs out=<dir>")
+    record = write_concepts(str(out), int(cfg.get("concept_seed") or 0))
+    print(f"concept text in {out}: {json.dumps(record['counts'], sort_keys=True)}")
+    return record
+
+
 def run(cfg) -> None:
     """Run ``cfg.command``; errors are one line on stderr and ``SystemExit`` (2 usage, 1 data)."""
     from omegaconf import OmegaConf
@@ -164,7 +178,8 @@ def run(cfg) -> None:
             )
         if cfg.command not in COMMANDS:
             raise UsageError(f"unknown command {cfg.command!r}; valid: {', '.join(COMMANDS)}")
-        {"synth": synth, "validate": validate, "shard": shard}[cfg.command](cfg)
+        commands = {"synth": synth, "validate": validate, "shard": shard, "concepts": concepts}
+        commands[cfg.command](cfg)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -28,6 +28,7 @@ from scalar.data.prepare import (
     attach_sent_kinds,
     cap_samples,
     ensure_synthetic,
+    concept_texts,
     ensure_tokenizer,
     held_out_names,
     load_sent_kinds,
@@ -86,8 +87,10 @@ class SceneDataModule(L.LightningDataModule):
         seed: int = 0,
         streaming: str | None = None,
         strict: bool = False,
+        concepts: str | None = None,
     ):
         super().__init__()
+        self.concepts = concepts  # concept corpus folder whose text joins the tokenizer's
         if source is not None and not isinstance(plain(source), Mapping):
             raise ValueError(f"data.source must be a mapping of reader settings, got {source!r}")
         self.strict = bool(strict)  # a row that breaks the schema: error (true) or counted skip
@@ -155,6 +158,7 @@ class SceneDataModule(L.LightningDataModule):
                     self.corpus_tokenizer_path,
                     lambda: self.read_corpora().values(),
                     self.vocab_size,
+                    extra_texts=concept_texts(self.concepts) if self.concepts else (),
                 )
 
     def _builder(self, train: bool, held_out: set[str]) -> TaskBuilder:
