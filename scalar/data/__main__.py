@@ -101,7 +101,7 @@ def synth(cfg) -> dict:
 
     from scalar.core.errors import UserError
     from scalar.data.merge import clear_cache, read_all
-    from scalar.data.prepare import ensure_synthetic, ensure_tokenizer
+    from scalar.data.prepare import concept_texts, ensure_synthetic, ensure_tokenizer
 
     data = cfg.data
     if not data.get("synthetic"):
@@ -126,7 +126,9 @@ def synth(cfg) -> dict:
     if not built:
         print(f"{root / 'manifest.json'} exists: corpus kept (delete {root} to rebuild)")
     if data.tokenizer_path:
-        ensure_tokenizer(data.tokenizer_path, corpora, int(data.get("tokenizer_vocab_size", 1024)))
+        extra = concept_texts(data.concepts) if data.get("concepts") else ()
+        vocab = int(data.get("tokenizer_vocab_size", 1024))
+        ensure_tokenizer(data.tokenizer_path, corpora, vocab, extra_texts=extra)
     manifest = json.loads((root / "manifest.json").read_text())
     print(f"synthetic corpus in {root} (tokenizer: {data.tokenizer_path})")
     for split, counts in manifest.get("counts", {}).items():
