@@ -11,7 +11,6 @@ corpus is written into ``root`` when missing (it depends only on ``seed`` and
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,14 @@ from scalar.data.synth.concepts import read_concepts, write_concepts
 IGNORE = -100
 
 
-@dataclass(frozen=True)
 class Sentence:
-    """One row: its text and ``meta['id']`` (``concepts:<split>/<line>``, for reports)."""
+    """One row: its text and ``meta['id']`` (``concepts:<split>/<line>``, for reports).
+    A plain class: Lightning's batch transfer passes it through untouched."""
 
-    text: str
-    meta: dict = field(default_factory=dict)
+    __slots__ = ("meta", "text")
+
+    def __init__(self, text: str, meta: dict):
+        self.text, self.meta = text, meta
 
 
 def collate_text(rows: list[tuple[Sentence, list[int]]], pad_id: int) -> dict[str, Any]:
