@@ -27,8 +27,8 @@ from scalar.data.merge import clear_cache, read_all
 from scalar.data.prepare import (
     attach_sent_kinds,
     cap_samples,
-    ensure_synthetic,
     concept_texts,
+    ensure_synthetic,
     ensure_tokenizer,
     held_out_names,
     load_sent_kinds,

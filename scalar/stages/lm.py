@@ -11,7 +11,7 @@ A checkpoint of this stage starts another run's LLM with ``model.llm.init_from=<
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -40,19 +40,11 @@ def token_nll(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class LMModule(AlignModule):
-    """Lightning module of the lm stage (arguments as :class:`AlignModule`'s first six)."""
+    """Lightning module of the lm stage; arguments as :class:`AlignModule`'s (the
+    validation keys of ``stage/validation`` are accepted; nothing is generated or drawn)."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        loss: nn.Module,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        trainable: Mapping[str, bool | str] | None = None,
-        nan_guard: Mapping[str, Any] | None = None,
-    ):
-        super().__init__(model, loss, optimizer, scheduler, trainable, nan_guard,
-                         generate=False, eval_tasks=(), pictures=0)  # fmt: skip
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **{**kwargs, "generate": False, "pictures": 0})
         self._sums: dict[str, list[Tensor]] = {}
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:

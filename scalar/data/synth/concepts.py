@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scalar.data.synth.shapes import COLOURS, SIZES
-from scalar.data.synth.taxonomy import CATEGORIES, CATEGORY_BY_NAME, HELD_OUT, ROOT
+from scalar.data.synth.taxonomy import CATEGORIES, HELD_OUT, ROOT
 
 NUMBERS = {3: "three", 4: "four", 5: "five", 6: "six", 8: "eight", 10: "ten", 12: "twelve"}
 
@@ -38,6 +38,7 @@ class Shape:
     seen_on: str
 
 
+# fmt: off
 KNOWLEDGE: dict[str, Shape] = {
     "circle": Shape(0, 0, ("one round edge", "a centre at equal distance from every edge point"),
                     "perfectly round", "coins and wheels"),
@@ -97,6 +98,7 @@ SIMILAR = {  # pairs that are easy to confuse, and what tells them apart
     ("arrow", "chevron"): "an arrow has a long shaft",
     ("chevron", "triangle"): "a chevron has a notch",
 }
+# fmt: on
 KINDS = ("hypernym", "parts", "attributes", "comparison", "scene")
 
 
@@ -114,8 +116,7 @@ def _hypernym(c) -> list[str]:
     s, f = c.supercategory, c.family
     return [
         f"{article(c.name)} is a kind of {s}.",
-        f"{article(c.name)} is {article(s)}; {plural(s)} are {plural(f)}; {plural(f)} are "
-        f"{ROOT}s.",
+        f"{article(c.name)} is {article(s)}; {plural(s)} are {plural(f)}; {plural(f)} are {ROOT}s.",
         f"{article(c.name)} is {article(f)}.",
         f"{article(c.name)} is a {ROOT}.",
         f"the word {c.name} names {article(s)}.",
@@ -166,7 +167,9 @@ def _comparisons(c, k: Shape) -> list[str]:
             continue
         ko = KNOWLEDGE[o.name]
         if o.supercategory == c.supercategory:
-            out.append(f"{article(c.name)} and {article(o.name)} are both {plural(c.supercategory)}.")
+            out.append(
+                f"{article(c.name)} and {article(o.name)} are both {plural(c.supercategory)}."
+            )
         elif o.family == c.family:
             out.append(f"{article(c.name)} and {article(o.name)} are both {plural(c.family)}.")
         else:
@@ -273,4 +276,3 @@ def read_concepts(out_dir: str | Path, split: str) -> list[str]:
             f"out={out_dir}`)"
         )
     return [line for line in path.read_text().splitlines() if line.strip()]
-
