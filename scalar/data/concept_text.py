@@ -67,7 +67,7 @@ class ConceptTextDataModule(L.LightningDataModule):
         heldout_fraction: float = 0.1,
         batch_size: int = 32,
         val_batch_size: int = 64,
-        max_length: int = 64,
+        max_length: int = 128,
         num_workers: int = 0,
     ):
         super().__init__()

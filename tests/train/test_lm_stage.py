@@ -15,7 +15,7 @@ from tests.conftest import TINY, compose_train
 from tests.train.test_run import Recorder, _fit
 
 # the tiny settings of the other runs but those of the scene data and of generation
-LM = [o for o in TINY if not o.startswith(("data.", "stage.module."))]
+LM = [o for o in TINY if not o.startswith(("data", "stage.module."))]
 LM += ["stage=lm", "trainer.val_check_interval=3", "data.batch_size=8", "data.val_batch_size=32"]
 
 
