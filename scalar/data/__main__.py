@@ -112,6 +112,7 @@ def synth(cfg) -> dict:
     root = Path(str(data.root))
     options = instantiate(data.synthetic, _convert_="all") or {}
     options.pop("root", None)
+    concepts = options.pop("concepts", None)  # the concept text folder, not a build option
 
     def corpora():
         specs = instantiate(data.corpora, _convert_="all").values()
@@ -126,7 +127,7 @@ def synth(cfg) -> dict:
     if not built:
         print(f"{root / 'manifest.json'} exists: corpus kept (delete {root} to rebuild)")
     if data.tokenizer_path:
-        extra = concept_texts(data.concepts) if data.get("concepts") else ()
+        extra = concept_texts(concepts) if concepts else ()
         vocab = int(data.get("tokenizer_vocab_size", 1024))
         ensure_tokenizer(data.tokenizer_path, corpora, vocab, extra_texts=extra)
     manifest = json.loads((root / "manifest.json").read_text())

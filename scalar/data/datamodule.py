@@ -87,10 +87,8 @@ class SceneDataModule(L.LightningDataModule):
         seed: int = 0,
         streaming: str | None = None,
         strict: bool = False,
-        concepts: str | None = None,
     ):
         super().__init__()
-        self.concepts = concepts  # concept corpus folder whose text joins the tokenizer's
         if source is not None and not isinstance(plain(source), Mapping):
             raise ValueError(f"data.source must be a mapping of reader settings, got {source!r}")
         self.strict = bool(strict)  # a row that breaks the schema: error (true) or counted skip
@@ -150,6 +148,7 @@ class SceneDataModule(L.LightningDataModule):
         if self.synthetic:
             opts = dict(self.synthetic)
             root = opts.pop("root", None) or self.root
+            concepts = opts.pop("concepts", None)  # concept text folder (not a build option)
             if root is None:
                 raise ValueError("data.synthetic needs a root (or data.root)")
             ensure_synthetic(root, opts)
@@ -158,7 +157,7 @@ class SceneDataModule(L.LightningDataModule):
                     self.corpus_tokenizer_path,
                     lambda: self.read_corpora().values(),
                     self.vocab_size,
-                    extra_texts=concept_texts(self.concepts) if self.concepts else (),
+                    extra_texts=concept_texts(concepts) if concepts else (),
                 )
 
     def _builder(self, train: bool, held_out: set[str]) -> TaskBuilder:
