@@ -4,6 +4,7 @@
     python -m scalar.data validate data=<name> [data.root=<dir>] [out=<json>] [strict=true] [~data.corpora.<split>]
     python -m scalar.data shard data=<name> out=<dir> [shard_size=1000] [other overrides]
     python -m scalar.data spatial_qa data=<name> out=<file.jsonl> [source=auto] [depth=<model dir>] [fov=60] [splits=[train,val]]
+    python -m scalar.data concepts out=<dir> [concept_seed=0]
 
 A Hydra app on ``conf/data_cli.yaml``: the first word is the command (it becomes
 ``command=<name>``), the rest are overrides in Hydra's grammar (``key=value``, ``+key=``,
@@ -15,7 +16,10 @@ skipped, by reason; a split whose files are missing is reported and left out (``
 an error). ``shard`` prepares the samples of every split (as training would) and writes
 them with their image bytes into WebDataset tar shards under ``out`` (``data.streaming=<out>``
 then trains from them). ``spatial_qa`` writes the metric 3-D QA of the corpus as JSON lines
-with counts per template (``scalar/data/spatial_export.py``). Errors are one line on stderr: exit 2 for a usage error, 1 for a
+with counts per template (``scalar/data/spatial_export.py``). ``concepts`` writes the
+concept-knowledge text of the realistic world (``scalar.data.synth.concepts``: train.txt,
+heldout.txt, concepts.json) into ``out`` for ``stage=lm``. Errors are one line on stderr:
+exit 2 for a usage error, 1 for a
 data error.
 """
 
@@ -27,7 +31,7 @@ import sys
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-COMMANDS = ("synth", "validate", "shard", "spatial_qa")
+COMMANDS = ("synth", "validate", "shard", "spatial_qa", "concepts")
 USAGE = __doc__.split("\n\n")[1]
 _FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
 _FLAGS_WITH_VALUE |= {"--cfg", "-c", "--package", "-p", "--info", "-i", "--experimental-rerun"}
@@ -100,7 +104,7 @@ def synth(cfg) -> dict:
 
     from scalar.core.errors import UserError
     from scalar.data.merge import clear_cache, read_all
-    from scalar.data.prepare import ensure_synthetic, ensure_tokenizer
+    from scalar.data.prepare import concept_texts, ensure_synthetic, ensure_tokenizer
 
     data = cfg.data
     if not data.get("synthetic"):
@@ -111,6 +115,7 @@ def synth(cfg) -> dict:
     root = Path(str(data.root))
     options = instantiate(data.synthetic, _convert_="all") or {}
     options.pop("root", None)
+    concepts = options.pop("concepts", None)  # the concept text folder, not a build option
 
     def corpora():
         specs = instantiate(data.corpora, _convert_="all").values()
@@ -125,7 +130,9 @@ def synth(cfg) -> dict:
     if not built:
         print(f"{root / 'manifest.json'} exists: corpus kept (delete {root} to rebuild)")
     if data.tokenizer_path:
-        ensure_tokenizer(data.tokenizer_path, corpora, int(data.get("tokenizer_vocab_size", 1024)))
+        extra = concept_texts(concepts) if concepts else ()
+        vocab = int(data.get("tokenizer_vocab_size", 1024))
+        ensure_tokenizer(data.tokenizer_path, corpora, vocab, extra_texts=extra)
     manifest = json.loads((root / "manifest.json").read_text())
     print(f"synthetic corpus in {root} (tokenizer: {data.tokenizer_path})")
     for split, counts in manifest.get("counts", {}).items():
@@ -184,6 +191,17 @@ def spatial_qa(cfg) -> dict:
     return summary
 
 
+def concepts(cfg) -> dict:
+    from scalar.data.synth.concepts import write_concepts
+
+    out = cfg.get("out")
+    if not out:
+        raise UsageError("concepts needs out=<dir>")
+    record = write_concepts(str(out), int(cfg.get("concept_seed") or 0))
+    print(f"concept text in {out}: {json.dumps(record['counts'], sort_keys=True)}")
+    return record
+
+
 def run(cfg) -> None:
     """Run ``cfg.command``; errors are one line on stderr and ``SystemExit`` (2 usage, 1 data)."""
     from omegaconf import OmegaConf
@@ -196,7 +214,13 @@ def run(cfg) -> None:
             )
         if cfg.command not in COMMANDS:
             raise UsageError(f"unknown command {cfg.command!r}; valid: {', '.join(COMMANDS)}")
-        commands = {"synth": synth, "validate": validate, "shard": shard, "spatial_qa": spatial_qa}
+        commands = {
+            "synth": synth,
+            "validate": validate,
+            "shard": shard,
+            "spatial_qa": spatial_qa,
+            "concepts": concepts,
+        }
         commands[cfg.command](cfg)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -27,6 +27,7 @@ from scalar.data.merge import clear_cache, read_all
 from scalar.data.prepare import (
     attach_sent_kinds,
     cap_samples,
+    concept_texts,
     ensure_synthetic,
     ensure_tokenizer,
     held_out_names,
@@ -136,6 +137,7 @@ class SceneDataModule(L.LightningDataModule):
         if self.synthetic:
             opts = dict(self.synthetic)
             root = opts.pop("root", None) or self.root
+            concepts = opts.pop("concepts", None)  # concept text folder (not a build option)
             if root is None:
                 raise ValueError("data.synthetic needs a root (or data.root)")
             ensure_synthetic(root, opts)
@@ -144,6 +146,7 @@ class SceneDataModule(L.LightningDataModule):
                     self.corpus_tokenizer_path,
                     lambda: self.read_corpora().values(),
                     self.vocab_size,
+                    extra_texts=concept_texts(concepts) if concepts else (),
                 )
 
     def _builder(self, train: bool, held_out: set[str]) -> TaskBuilder:

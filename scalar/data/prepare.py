@@ -116,6 +116,7 @@ def ensure_tokenizer(
     vocab_size: int = 1024,
     log: Callable = print,
     max_scenes: int | None = TOKENIZER_MAX_SCENES,
+    extra_texts: Iterable[str] = (),
 ) -> bool:
     """Train a BPE tokenizer on the corpus text into ``path`` unless it exists.
 
@@ -123,7 +124,8 @@ def ensure_tokenizer(
     Training sees each distinct text once, from at most ``max_scenes`` scenes (evenly
     spaced) of each corpus (None: all). The synthetic text is templated: on the default
     corpus, 1000 scenes per split give the same segmentation of every word and the same
-    tokens per text as all 6200 scenes, at a third of the cost.
+    tokens per text as all 6200 scenes, at a third of the cost. ``extra_texts`` (the
+    concept corpus's training sentences, ``data.concepts``) are trained on too.
     """
     path = Path(path)
     if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
@@ -133,10 +135,20 @@ def ensure_tokenizer(
 
     with paused_gc():  # reading makes millions of objects and no cycles
         found = corpora()
-    texts = list(dict.fromkeys(corpus_texts(found, max_scenes)))  # distinct texts
+    texts = list(dict.fromkeys([*corpus_texts(found, max_scenes), *extra_texts]))  # distinct
     log(f"data: training a {vocab_size}-token BPE tokenizer on {len(texts)} texts -> {path}")
     train_tokenizer(texts, path, vocab_size=vocab_size)
     return True
+
+
+def concept_texts(folder: str | Path, seed: int = 0) -> list[str]:
+    """The concept corpus's training sentences (``synth/concepts.py``), written into
+    ``folder`` first when missing."""
+    from scalar.data.synth.concepts import read_concepts, write_concepts
+
+    if not (Path(folder) / "concepts.json").is_file():
+        write_concepts(folder, seed)
+    return read_concepts(folder, "train")
 
 
 def load_sent_kinds(refs_file: str | Path) -> dict:

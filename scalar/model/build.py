@@ -84,7 +84,8 @@ def build_model(
 
     ``vision``: VisionTower kwargs. ``bridge``: QueryBridge kwargs except the dims.
     ``llm``: ``config`` (dict with model_type) and/or ``path`` (local HF directory),
-    ``freeze``, ``lora``, ``gradient_checkpointing``, ``dtype``, ``require_weights``.
+    ``freeze``, ``lora``, ``gradient_checkpointing``, ``dtype``, ``require_weights``,
+    ``init_from`` (a checkpoint whose ``model.llm.*`` weights replace the built LLM's).
     ``region`` / ``spatial``: RegionPromptEncoder / SpatialDecoder kwargs except the dims.
     ``trainable``: a ``set_trainable`` spec applied last; ``llm: auto`` is ``lora`` with
     ``llm.lora``, else trainable unless ``llm.freeze``; ``new_tokens`` (default true) gives
@@ -101,12 +102,16 @@ def build_model(
     else:
         check_weights(vision, llm)
     tok = _load_tokenizer(tokenizer, tokenizer_path, llm.get("path"))
-    llm_kwargs = {k: v for k, v in llm.items() if k != "require_weights"}
+    llm_kwargs = {k: v for k, v in llm.items() if k not in ("require_weights", "init_from")}
     spec = resolve_trainable(_spec(trainable), llm_kwargs)
     ctx = torch.device("meta") if meta_device else nullcontext()
     with ctx:
         tower = VisionTower(**vision)
         lm = build_llm(tokenizer=tok, load_weights=not meta_device, **llm_kwargs)
+        if llm.get("init_from") and not meta_device:  # text-pretrained weights (stage=lm)
+            from scalar.model.llm_init import init_llm_from
+
+            init_llm_from(lm, llm["init_from"])
         hidden = lm.get_input_embeddings().embedding_dim
         query_bridge = QueryBridge(tower.dim, hidden, **bridge)
         region_enc = RegionPromptEncoder(

@@ -41,11 +41,14 @@ def _oserror_line(err: OSError) -> tuple[str, int]:
 
 def classify(err: BaseException) -> tuple[str, int] | None:
     """``(message, exit code)`` for an error a user can cause, ``None`` for a bug."""
+    from hydra.errors import InstantiationException
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from scalar.data.scene import AnnotationError
     from scalar.stages.nan_guard import NonFiniteLossError
 
+    if isinstance(err, InstantiationException) and err.__cause__ is not None:
+        return classify(err.__cause__)  # a user mistake raised while building a config object
     if isinstance(err, SIGTERMException):
         from scalar.train.interrupt import received_signal
 

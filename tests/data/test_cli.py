@@ -202,7 +202,8 @@ def test_synthetic_unlabeled_null_and_added_key(corpus, tmp_path):
 def test_help_cfg_and_usage_errors(tmp_path):
     r = run("--help")
     assert (
-        r.returncode == 0 and "python -m scalar.data {synth,validate,shard,spatial_qa}" in r.stdout
+        r.returncode == 0
+        and "python -m scalar.data {synth,validate,shard,spatial_qa,concepts}" in r.stdout
     )
     assert "data: " + ", ".join(NAMES) in r.stdout
     r = run("validate", "--cfg", "job", "data=coco", "data.root=/x", "~data.corpora.train")

@@ -279,3 +279,23 @@ def test_prompt_only_tokens_are_never_answers(model, tokenizer, batch):
     gen = model.generate(batch, max_new_tokens=6, do_sample=True, temperature=5.0)
     banned = torch.tensor([ids(t) for t in (T.REGION, T.SEP, T.BOS)])
     assert not torch.isin(gen["tokens"], banned).any()
+
+
+def test_hidden_concept_embeddings_equal_a_direct_forward_pass(make_model, tokenizer):
+    """``concept_encoder=hidden``: the LLM's own forward on the unpadded concept text (ids,
+    no image prefix), last layer's state at the last token, projected and normalised."""
+    model = make_model(concept_encoder="hidden").eval()
+    batch = build_batch(tokenizer, model.region_tokens)
+    out = model(batch)
+    ids, m = batch["concept_input_ids"], batch["concept_attention_mask"]
+    assert bool((m.sum(1) < m.shape[1]).any())  # some rows are padded
+    for i in range(len(ids)):
+        n = int(m[i].sum())
+        with torch.no_grad():
+            h = model.llm(input_ids=ids[i : i + 1, :n], output_hidden_states=True).hidden_states
+        ref = F.normalize(model.concept_proj(h[-1][0, n - 1]), dim=-1)
+        assert torch.allclose(out["concept_emb"][i], ref, atol=1e-5), i
+    # and they differ from the input-embedding mean of the default encoder
+    embed = make_model(concept_encoder="embed").eval()
+    embed.load_state_dict(model.state_dict())
+    assert not torch.allclose(embed(batch)["concept_emb"], out["concept_emb"], atol=1e-3)
