@@ -166,6 +166,7 @@ def spatial_qa(cfg) -> dict:
 
     from scalar.data.merge import read_all
     from scalar.data.spatial_export import Lifter, export
+    from scalar.metrics.spatial_baselines import split_baselines
 
     if not cfg.get("out"):
         raise UsageError("spatial_qa needs out=<file.jsonl>")
@@ -178,7 +179,7 @@ def spatial_qa(cfg) -> dict:
     lifter = Lifter(str(cfg.source), cfg.get("depth"), float(cfg.fov), float(cfg.depth_scale),
                     str(cfg.device))  # fmt: skip
     corpora = {s: read_all(specs[s]) for s in wanted}
-    summary = export(corpora, lifter, Path(str(cfg.out)), int(cfg.max_pairs))
+    summary = export(corpora, lifter, Path(str(cfg.out)), int(cfg.max_pairs), split_baselines)
     for split, n in summary["total"].items():
         print(f"{split}: {n} questions {json.dumps(summary['questions'][split], sort_keys=True)}")
     for key in ("scenes", "lifting", "lifting_centre_error"):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,14 +108,11 @@ def _plain(v: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(v).__name__}")
 
 
-def _headline(scores: dict) -> dict:
-    """Overall figures only (no per-type ones)."""
-    return {k: v for k, v in scores.items() if "/" not in k or k.split("/")[0] in ("qual", "quant")}
-
-
-def export(corpora: dict[str, Any], lifter: Lifter, out: Path, max_pairs: int) -> dict:
-    """Write the QA of ``corpora`` (split -> Corpus) to ``out``; returns the summary."""
-    from scalar.metrics.spatial_baselines import fit_prior, score_baselines
+def export(corpora: dict[str, Any], lifter: Lifter, out: Path, max_pairs: int,
+           baselines: Callable[[dict[str, list[dict]]], dict] | None = None) -> dict:  # fmt: skip
+    """Write the QA of ``corpora`` (split -> Corpus) to ``out``; returns the summary.
+    ``baselines`` (e.g. ``scalar.metrics.spatial_baselines.split_baselines``, given by the
+    command) scores the answer-free baselines of the written rows, split -> rows."""
 
     out.parent.mkdir(parents=True, exist_ok=True)
     counts: dict[str, Counter] = {}
@@ -146,13 +144,9 @@ def export(corpora: dict[str, Any], lifter: Lifter, out: Path, max_pairs: int) -
         summary["lifting_centre_error"] = {"median": round(float(np.median(errs)), 4),
                                            "p90": round(float(np.percentile(errs, 90)), 4),
                                            "n": int(len(errs))}  # fmt: skip
-    train = by_split.get("train")
-    if train:
-        fit = fit_prior([r["answer"] for r in train], [r for r in train])
-        summary["baselines"] = {"fit_on": "train", "answers": fit}
-        for split, rows in by_split.items():
-            if split != "train" and rows:
-                scores = score_baselines(fit, [r["answer"] for r in rows], rows)
-                summary["baselines"][split] = {b: _headline(v) for b, v in scores.items()}
+    if baselines is not None:
+        fitted = baselines(by_split)
+        if fitted:
+            summary["baselines"] = fitted
     Path(f"{out}.counts.json").write_text(json.dumps(summary, indent=1, default=_plain))
     return summary

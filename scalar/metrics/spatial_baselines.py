@@ -73,3 +73,23 @@ def score_baselines(
         metric.update(preds, list(answers), list(metas))
         out[which] = metric.compute()
     return out
+
+
+def _headline(scores: dict) -> dict:
+    """Overall figures only (no per-type ones)."""
+    return {k: v for k, v in scores.items() if "/" not in k or k.split("/")[0] in ("qual", "quant")}
+
+
+def split_baselines(by_split: dict[str, list[dict]]) -> dict:
+    """The constant and prior baselines fitted on the ``train`` rows and scored on every other
+    split's rows (rows: dicts with ``answer`` and the template fields); ``{}`` without train."""
+    train = by_split.get("train")
+    if not train:
+        return {}
+    fit = fit_prior([r["answer"] for r in train], list(train))
+    out: dict = {"fit_on": "train", "answers": fit}
+    for split, rows in by_split.items():
+        if split != "train" and rows:
+            scores = score_baselines(fit, [r["answer"] for r in rows], rows)
+            out[split] = {b: _headline(v) for b, v in scores.items()}
+    return out

@@ -16,6 +16,7 @@ from scalar.data.lift3d import object_mask
 from scalar.data.readers.refcoco import read_refcoco
 from scalar.data.spatial_export import Lifter, export
 from scalar.data.synth import build_synthetic
+from scalar.metrics.spatial_baselines import split_baselines
 
 SMALL = dict(n_train=3, n_val=2, n_test=0, n_heldout=0, n_unlabeled=0, image_size=64)
 
@@ -77,7 +78,7 @@ def test_export_lifts_with_the_model(tiny_dpt, tmp_path):
 def test_export_without_intrinsics_states_the_fov(tiny_dpt, tmp_path):
     corpora = _corpus(tmp_path / "p", "planar")  # planar: no intrinsics, no 3-D record
     lifter = Lifter("auto", str(tiny_dpt), fov=55.0, scale=1e9, device="cpu")
-    summary = export(corpora, lifter, tmp_path / "qa.jsonl", max_pairs=4)
+    summary = export(corpora, lifter, tmp_path / "qa.jsonl", max_pairs=4, baselines=split_baselines)
     assert summary["lifting"] == {"intrinsics: assumed horizontal field of view 55 degrees": 5}
     assert "baselines" in summary and "val" in summary["baselines"]
     with pytest.raises(ValueError, match="needs depth="):
