@@ -51,3 +51,18 @@ def summary(ious: list[float]) -> dict:
         "mean_best_iou": round(float(arr.mean()), 4),
         "share_iou_ge_0_5": round(float((arr >= HIT_IOU).mean()), 4),
     }
+
+
+def corpus_proposal_summary(root, split: str = "val") -> dict | None:
+    """``summary`` of a built synthetic corpus's ``split`` (read back through the COCO
+    reader); None when the corpus has no COCO annotations or no objects in that split."""
+    from pathlib import Path
+
+    from scalar.data.readers.coco import read_coco
+
+    root = Path(root)
+    ann = root / "coco" / "annotations" / f"instances_{split}.json"
+    if not ann.is_file():
+        return None
+    ious = best_proposal_ious(read_coco(ann, root / "images", split).scenes)
+    return summary(ious) if ious else None
