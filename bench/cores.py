@@ -58,7 +58,10 @@ def main(argv: list[str]) -> dict:
     cpu = self_and_children.children_user + self_and_children.children_system
     windows = []
     for i in range(len(timeline)):
-        j = next((k for k in range(i, len(timeline)) if timeline[k][0] >= timeline[i][0] + WINDOW_S), None)
+        j = next(
+            (k for k in range(i, len(timeline)) if timeline[k][0] >= timeline[i][0] + WINDOW_S),
+            None,
+        )
         if j is None:
             break
         windows.append((timeline[j][1] - timeline[i][1]) / (timeline[j][0] - timeline[i][0]))
@@ -69,7 +72,8 @@ def main(argv: list[str]) -> dict:
         "cores_busy": round(cpu / wall, 2),
         "cores_busy_window_median": round(statistics.median(windows), 2) if windows else None,
         "cores_busy_window_p90": round(sorted(windows)[int(0.9 * (len(windows) - 1))], 2)
-        if windows else None,
+        if windows
+        else None,
     }
     print(json.dumps(figures), file=sys.stderr)
     if args.out:

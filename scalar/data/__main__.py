@@ -134,8 +134,10 @@ def synth(cfg) -> dict:
     found = corpus_proposal_summary(root, "val")
     if found:  # how much of the world connected components alone find (flat: ~0.99)
         manifest["val_proposals"] = found
-        print(f"  val proposals (connected components): mean best IoU {found['mean_best_iou']}"
-              f", share IoU >= 0.5 {found['share_iou_ge_0_5']} over {found['objects']} objects")
+        print(
+            f"  val proposals (connected components): mean best IoU {found['mean_best_iou']}"
+            f", share IoU >= 0.5 {found['share_iou_ge_0_5']} over {found['objects']} objects"
+        )
     return manifest
 
 
