@@ -6,3 +6,8 @@ TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 # Small real annotation files (COCO, LVIS, RefCOCO, Visual Genome) with provenance in SOURCES.md.
 REALDATA = TESTS / "realdata"
+# The default world's corpus folder under paths.data_dir (conf/data/synthetic.yaml's root
+# follows data.synthetic.difficulty: synthetic_default, synthetic_flat, ...).
+SYNTHETIC = "synthetic_" + str(
+    __import__("omegaconf").OmegaConf.load(ROOT / "conf" / "data" / "synthetic.yaml").synthetic.difficulty
+)

@@ -74,3 +74,18 @@ def best_model_proposal_ious(model, datamodule, scenes, words, max_proposals: in
             for o in it["scene"].objects:
                 out.append(max((iou_xyxy(p, o.box) for p in it["proposals"]), default=0.0))
     return out
+
+
+def corpus_proposal_summary(root, split: str = "val") -> dict | None:
+    """``summary`` of a built synthetic corpus's ``split`` (read back through the COCO
+    reader); None when the corpus has no COCO annotations or no objects in that split."""
+    from pathlib import Path
+
+    from scalar.data.readers.coco import read_coco
+
+    root = Path(root)
+    ann = root / "coco" / "annotations" / f"instances_{split}.json"
+    if not ann.is_file():
+        return None
+    ious = best_proposal_ious(read_coco(ann, root / "images", split).scenes)
+    return summary(ious) if ious else None

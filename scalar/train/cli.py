@@ -139,8 +139,9 @@ def missing_data_root(cfg) -> str | None:
         return None
     data_dir = OmegaConf.select(cfg, "paths.data_dir", default=None)
     synthetic = OmegaConf.select(cfg, "data.synthetic", default=None) is not None
+    world = OmegaConf.select(cfg, "data.synthetic.difficulty", default="flat")
     default = isinstance(data_dir, str) and os.path.abspath(root) == os.path.abspath(
-        os.path.join(data_dir, "synthetic")
+        os.path.join(data_dir, f"synthetic_{world}")  # conf/data/synthetic.yaml's root
     )
     if synthetic and default:
         return None  # the embedded corpus is built there on first use

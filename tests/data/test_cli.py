@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from scalar.rl.proposal_quality import corpus_proposal_summary
 from tests.paths import REALDATA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +71,13 @@ def test_synth_builds_corpus_and_tokenizer(corpus):
     assert manifest["counts"]["train"]["images"] == 6
     assert (root / "tokenizer" / "tokenizer.json").is_file()
     assert '"images": 6' in stdout
+    # the val split's connected-component proposal IoU, as proposal_quality computes it
+    found = corpus_proposal_summary(root, "val")
+    assert found["objects"] == manifest["counts"]["val"]["objects"]
+    assert (
+        f"val proposals (connected components): mean best IoU {found['mean_best_iou']}, "
+        f"share IoU >= 0.5 {found['share_iou_ge_0_5']} over {found['objects']} objects"
+    ) in stdout
     again = run("synth", f"out={root}")  # existing corpus: kept, not rebuilt
     assert again.returncode == 0 and "corpus kept" in again.stdout
 

@@ -17,6 +17,7 @@ from scalar.data.readers.coco import read_coco
 from scalar.data.readers.common import strict_rows
 from scalar.data.scene import AnnotationError, Skips
 from tests.conftest import CORPUS, TINY, compose_train
+from tests.paths import SYNTHETIC
 
 
 def _instances() -> dict:
@@ -78,9 +79,9 @@ def _datamodule(data_dir: Path):
 
 
 def _images_of(data_dir: Path, split: str, n: int) -> list[Path]:
-    splits = json.loads((data_dir / "synthetic" / "splits.json").read_text())
+    splits = json.loads((data_dir / SYNTHETIC / "splits.json").read_text())
     ids = sorted(int(k) for k, v in splits.items() if v == split)[:n]
-    images = data_dir / "synthetic" / "images"
+    images = data_dir / SYNTHETIC / "images"
     return [next(images.glob(f"*{i:012d}.png")) for i in ids]
 
 

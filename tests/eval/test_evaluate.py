@@ -17,6 +17,7 @@ from scalar.metrics.caption import caption_scores
 from scalar.train.evaluate import evaluate
 from tests.conftest import ROOT
 from tests.eval.conftest import eval_args
+from tests.paths import SYNTHETIC
 
 TRAIN_VAL_TASKS = "data.tasks.val=[rec,roc,caption]"
 TRAIN_CAPS = "data.splits.max_samples={val:64,heldout:8}"
@@ -167,7 +168,7 @@ def test_predict_cli_prints_answer_and_saves_picture(
     from scalar.train.predict import main
 
     ckpt = trained_run / "checkpoints" / "last.ckpt"
-    image = sorted((tiny_corpus / "synthetic" / "images").glob("*.png"))[0]
+    image = sorted((tiny_corpus / SYNTHETIC / "images").glob("*.png"))[0]
     out = tmp_path / "pred.png"
     common = [f"ckpt={ckpt}", f"image={image}", f"out={out}", "max_new_tokens=4"]
     assert main([*common, "prompt=where is the red circle?"]) == 0

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from scalar.model.build import build_model, count_parameters
 from scalar.model.model import ScalarModel
 from tests.conftest import compose_train
+from tests.paths import SYNTHETIC
 
 from .conftest import build_batch
 
@@ -41,7 +42,7 @@ def test_every_config_key_is_commented(name):
 
 
 def test_tiny_config_instantiates_through_hydra(tmp_path, tokenizer):
-    tokenizer.save_pretrained(str(tmp_path / "synthetic" / "tokenizer"))
+    tokenizer.save_pretrained(str(tmp_path / SYNTHETIC / "tokenizer"))
     model = instantiate(_model_cfg("tiny", tmp_path))
     assert isinstance(model, ScalarModel)
     n = _numel(model)

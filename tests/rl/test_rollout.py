@@ -85,8 +85,14 @@ def test_kl_to_the_reference_is_zero_before_the_first_update(model_and_batch):
     assert float(stats["kl"]) > 0.0
 
 
-def test_component_proposals_find_isolated_objects_without_labels(tiny_corpus: Path):
-    root = tiny_corpus / "synthetic"
+def test_component_proposals_find_isolated_objects_without_labels(tmp_path: Path):
+    # the flat world, whose objects are the only pixels unlike the background (on the
+    # default textured world they find little: tests/data/synth/test_world.py)
+    from scalar.data.synth.build import build_synthetic
+
+    root = tmp_path / "flat"
+    build_synthetic(root, workers=1, seed=0, difficulty="flat", n_train=8, n_val=0, n_test=0,
+                    n_heldout=0, n_unlabeled=0)  # fmt: skip
     data = json.loads((root / "refcoco" / "synthetic" / "instances.json").read_text())
     boxes: dict[int, list] = {}
     for a in data["annotations"]:

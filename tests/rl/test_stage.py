@@ -71,7 +71,7 @@ def test_fast_dev_run_of_each_algorithm(algo, tiny_corpus, align_ckpt, tmp_path)
     else:
         assert m["train/kl"] == pytest.approx(0.0, abs=1e-6)  # first step: policy == reference
     assert m["train/ground/kl"] == pytest.approx(0.0, abs=1e-6)
-    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "rl_samples.csv").open()))
+    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "rl_samples.csv").open(newline="")))
     assert rows and {r["task"] for r in rows} <= {"describe", "format", "gdg", "ground"}
     assert "ground" in {r["task"] for r in rows}
     assert all(r["algo"] == algo for r in rows)
@@ -125,7 +125,7 @@ def test_labeled_rewards_run_from_training_batches(tiny_corpus, align_ckpt, tmp_
     assert cfg.rl.prompts._target_ == "scalar.rl.sources.LabeledPrompts"  # the reward picks it
     value = train(cfg)
     assert value is None or isinstance(value, float)
-    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "rl_samples.csv").open()))
+    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "rl_samples.csv").open(newline="")))
     assert rows and {r["task"] for r in rows} <= {"rec", "caption"}
 
 

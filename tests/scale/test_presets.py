@@ -10,6 +10,7 @@ from torch import nn
 from scalar.core.errors import UserError
 from scalar.train.strategies import UniformDtypeWrapPolicy
 from tests.conftest import compose_train
+from tests.paths import SYNTHETIC
 
 OWN = ["paths.output_dir=/tmp/scalar-test-run"]
 
@@ -102,7 +103,7 @@ def test_fsdp_units_of_the_vicuna7b_model_built_on_meta(tiny_corpus):
     cfg = compose_train([
         *OWN, "model=vicuna7b", "trainer=fsdp", "model.meta_device=true",
         "model.vision.require_pretrained=false", "model.llm.require_weights=false",
-        f"model.tokenizer_path={tiny_corpus}/synthetic/tokenizer",
+        f"model.tokenizer_path={tiny_corpus}/{SYNTHETIC}/tokenizer",
     ])  # fmt: skip
     model = instantiate(cfg.model)
     policy = instantiate(cfg.trainer.strategy.auto_wrap_policy)

@@ -21,6 +21,7 @@ from scalar.train.run import build, train
 from scalar.train.tokenizer_record import fingerprint
 from tests.eval.conftest import compose_eval, eval_args
 from tests.families import FAMILIES, family_dir
+from tests.paths import SYNTHETIC
 
 
 def _rows_of(path: Path) -> int:
@@ -56,7 +57,7 @@ def _train_and_eval(family, make_cfg, tmp_path, tmp_path_factory, tiny_corpus, *
                                   "tasks=[rec,roc,caption]", "max_new_tokens=6"))  # fmt: skip
     results = evaluate(ecfg, overrides=[])
     assert all(results["counts"]["val"][t]["n"] > 0 for t in ("rec", "roc", "caption"))
-    image = sorted((tiny_corpus / "synthetic" / "images").glob("*.png"))[0]
+    image = sorted((tiny_corpus / SYNTHETIC / "images").glob("*.png"))[0]
     args = [f"ckpt={ckpt}", f"image={image}", f"out={tmp_path / 'p.png'}", "max_new_tokens=4"]
     assert predict_main([*args, "prompt=what is <region>?", "box=[10,20,60,80]"]) == 0
     return cfg, run, ckpt
@@ -70,7 +71,7 @@ def test_qwen2_trains_evaluates_and_keeps_one_tokenizer(
     assert rows == 400 + 16  # the tokenizer's 400 + the checkpoint's 16 spare rows (ours fit)
     assert abs(_first_lm(run) - math.log(rows)) < 0.1  # random init: about ln|V| at step 1
     # a data tokenizer other than the model's is one clear error
-    tiny_tok = tiny_corpus / "synthetic" / "tokenizer"
+    tiny_tok = tiny_corpus / SYNTHETIC / "tokenizer"
     bad = make_cfg("model=hf_tiny", f"model.llm.path={cfg.model.llm.path}",
                    f"data.tokenizer_path={tiny_tok}", run_dir=tmp_path / "bad")  # fmt: skip
     with pytest.raises(UserError, match="one run has one tokenizer"):
