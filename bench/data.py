@@ -9,7 +9,7 @@
 4. chain: ``build_chain`` over the objects of the first scenes, ``--chain-objects`` of
    them (a documented sample; the time for all objects is extrapolated per object), in
    the validate process on the corpus it read;
-5. loader: ``SceneDataModule`` of ``conf/data/synthetic.yaml`` on ``data/synthetic`` (a
+5. loader: ``SceneDataModule`` of ``conf/data/synthetic.yaml`` on ``data/synthetic_flat`` (a
    small corpus is built in the tmp dir when it is missing): setup time, then samples/s
    of ``train_dataloader`` with decoded images, collated batches.
 
@@ -244,7 +244,7 @@ def main() -> None:
     p.add_argument("--chain-objects", type=int, default=100_000)
     p.add_argument("--batches", type=int, default=40)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the loader phase")
-    p.add_argument("--synthetic", type=Path, default=ROOT / "data" / "synthetic")
+    p.add_argument("--synthetic", type=Path, default=ROOT / "data" / "synthetic_flat")
     p.add_argument("--reuse", action="store_true", help="keep a set already under --root")
     p.add_argument("--join", action="store_true", help="the corpus join (bench/join_synth.py)")
     p.add_argument("--phase", choices=sorted(PHASES) + list(JOIN_PHASES), help=argparse.SUPPRESS)

@@ -1,7 +1,7 @@
 """REC evaluation throughput: expressions/s of batched greedy generation with a KV cache.
 
 The tiny model (random init, or ``--ckpt``) answers REC prompts of the synthetic val
-split (``data/synthetic``, or a small corpus built in a temporary folder when it is
+split (``data/synthetic_flat``, or a small corpus built in a temporary folder when it is
 missing), pre-collated so that only the model is timed (image encoding, prefix,
 generation and the spatial decoder). A random model never emits ``</s>`` early, so every
 row runs all ``--max-new-tokens`` steps (a trained one answers ``<box></s>``: 2 tokens).
@@ -52,7 +52,7 @@ def rec_batches(args) -> tuple[object, list[dict], str]:
 
     data_dir = ROOT / "data"
     extra: list[str] = []
-    if not (data_dir / "synthetic" / "manifest.json").is_file():
+    if not (data_dir / "synthetic_flat" / "manifest.json").is_file():  # the default world
         data_dir = Path(tempfile.mkdtemp(prefix="scalar-bench-"))
         extra = SMALL
     cfg = compose(["ckpt=none", f"paths.data_dir={data_dir}", "paths.output_dir=.",

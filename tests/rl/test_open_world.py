@@ -20,6 +20,7 @@ from scalar.rl.grounding import to_px
 from scalar.rl.model_proposals import word_groundings, word_query
 from scalar.train.run import build
 from tests.conftest import ROOT, TINY, compose_train
+from tests.paths import SYNTHETIC
 from tests.rl.conftest import RL_FAST, tiny_overrides
 
 ROLES = "rl.prompts.roles=[describe,format,gdg,ground]"
@@ -28,7 +29,7 @@ ROLES = "rl.prompts.roles=[describe,format,gdg,ground]"
 def _copy_without_pool_text(tiny_corpus: Path, tmp_path: Path) -> Path:
     data = tmp_path / "data"
     shutil.copytree(tiny_corpus, data)
-    (data / "synthetic/unlabeled/captions.json").unlink()  # the pool's only annotation file
+    (data / SYNTHETIC / "unlabeled" / "captions.json").unlink()  # the pool's only annotation file
     return data
 
 
@@ -86,7 +87,7 @@ def test_folder_of_images_with_a_vocabulary_trains_with_no_skipped_steps(
 ):
     images = tmp_path / "images"
     (images / "sub").mkdir(parents=True)
-    pngs = sorted((tiny_corpus / "synthetic/images").glob("*.png"))[:3]
+    pngs = sorted((tiny_corpus / SYNTHETIC / "images").glob("*.png"))[:3]
     for k, p in enumerate(pngs):
         shutil.copy(p, images / ("sub" if k else "") / p.name)
     vocab = tmp_path / "words.txt"
