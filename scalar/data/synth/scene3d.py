@@ -27,11 +27,10 @@ from scalar.data.synth.degrade import degrade
 from scalar.data.synth.presets import Preset
 from scalar.data.synth.shapes import SIZES, rasterise
 from scalar.data.synth.taxonomy import CATEGORY_BY_NAME, world_polygon
-from scalar.data.synth.world import _fill, sample_looks
+from scalar.data.synth.world import _fill, place_with_restarts
 
 THICKNESS_M = 0.02  # depth of a cut-out panel
 PLACE_TRIES = 40  # positions tried per object before the scene is drawn again
-MAX_RESTARTS = 50
 MIN_PIXELS = 6  # fewest visible pixels of an object
 GROUND_SHADE = 0.85  # the ground (below the horizon) is this much darker than the backdrop
 
@@ -143,18 +142,10 @@ def ground_scene(rng, cfg, preset: Preset, categories, must_include=(), world=GR
     camera of one ground-plane scene."""
     s = cfg.image_size
     cam = world.camera(s)
-    for _ in range(MAX_RESTARTS):
-        n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
-        looks = sample_looks(rng, n, categories, cfg, preset, must_include)
-        placed = place3d(rng, looks, cfg, preset, cam, world)
-        if placed is not None:
-            break
-    else:
-        raise RuntimeError(
-            f"could not place {cfg.max_objects} objects in a {s}px ground-plane scene after "
-            f"{MAX_RESTARTS} tries; use a larger image_size or fewer objects"
-        )
-    objs, owner = placed
+    objs, owner = place_with_restarts(
+        rng, cfg, preset, categories, must_include,
+        lambda looks: place3d(rng, looks, cfg, preset, cam, world), "ground-plane scene",
+    )  # fmt: skip
     img = background(rng, s, preset)
     horizon = int(np.ceil(cam.cy - 0.5))  # first row whose centre is below the horizon
     img[horizon:] *= GROUND_SHADE

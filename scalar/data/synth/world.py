@@ -156,21 +156,27 @@ def _fill(rng, o: dict, rows, cols, m, preset: Preset) -> np.ndarray:
     return (out * factor[..., None])[m]
 
 
+def place_with_restarts(rng, cfg, preset: Preset, categories, must_include, placer,
+                        what: str = "image"):  # fmt: skip
+    """Draw a scene's object looks and ``placer(looks)`` them, drawing again (up to
+    ``MAX_RESTARTS`` times) while the placer finds no room; its result otherwise."""
+    for _ in range(MAX_RESTARTS):
+        n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
+        placed = placer(sample_looks(rng, n, categories, cfg, preset, must_include))
+        if placed is not None:
+            return placed
+    raise RuntimeError(
+        f"could not place {cfg.max_objects} objects in a {cfg.image_size}px {what} after "
+        f"{MAX_RESTARTS} tries; use a larger image_size or fewer objects"
+    )
+
+
 def world_scene(rng, cfg, preset: Preset, categories, must_include=()) -> tuple[list, np.ndarray]:
     """Objects and the rendered ``uint8`` image of one scene of the realistic world."""
     s = cfg.image_size
-    for _ in range(MAX_RESTARTS):
-        n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
-        looks = sample_looks(rng, n, categories, cfg, preset, must_include)
-        placed = place(rng, looks, cfg, preset)
-        if placed is not None:
-            break
-    else:
-        raise RuntimeError(
-            f"could not place {cfg.max_objects} objects in a {s}px image after "
-            f"{MAX_RESTARTS} tries; use a larger image_size or fewer objects"
-        )
-    objs, _ = placed
+    objs, _ = place_with_restarts(
+        rng, cfg, preset, categories, must_include, lambda looks: place(rng, looks, cfg, preset)
+    )
     img = background(rng, s, preset)
     for o in objs:
         rows, cols, m = rasterise(o["polygon"], s, s)
