@@ -81,7 +81,7 @@ def make_scene(cfg: SynthConfig, split: str, index: int, image_id: int, path: st
     preset = cfg.preset()
     if preset is None:  # the flat world, exactly as before the presets
         objs = sample_objects(rng, cfg, pool, must_include=must)
-        image = render(objs, s, s, cfg.flat.noise, rng)
+        image = render(objs, s, s, cfg.look.noise, rng)
     elif cfg.geometry == "ground_plane":
         objs, image, depth, cam = ground_scene(rng, cfg, preset, pool, must_include=must)
     else:

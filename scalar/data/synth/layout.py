@@ -44,9 +44,7 @@ class Look:
     geometry: str = "planar"  # planar | ground_plane (metric 3-D scenes, scene3d.py; presets only)
 
 
-FlatLook = Look  # its name before it held geometry
 LOOK_OPTIONS = ("overlap", "noise", "geometry")  # build options that go into ``SynthConfig.look``
-FLAT_OPTIONS = LOOK_OPTIONS
 
 
 @dataclass
@@ -85,11 +83,6 @@ class SynthConfig:
             self.categories = tuple(self.categories)
 
     @property
-    def flat(self) -> Look:
-        """The flat-world options (``look``; their name before ``geometry`` joined them)."""
-        return self.look
-
-    @property
     def geometry(self) -> str:
         return self.look.geometry
 
@@ -107,7 +100,7 @@ class SynthConfig:
         most = 8 if self.difficulty == "flat" else 12
         if not 1 <= self.min_objects <= self.max_objects <= most:
             raise ValueError(f"need 1 <= min_objects <= max_objects <= {most}, got {self.span()}")
-        if self.difficulty != "flat" and (self.flat.overlap or self.flat.noise):
+        if self.difficulty != "flat" and (self.look.overlap or self.look.noise):
             raise ValueError(
                 "overlap and noise are flat-world options; the difficulty presets place and "
                 f"degrade scenes themselves (scalar/data/synth/presets.py): {self.difficulty}"
@@ -122,8 +115,8 @@ class SynthConfig:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
         if not 0.0 <= self.same_look_fraction <= 1.0:
             raise ValueError(f"same_look_fraction must be in [0, 1]: {self.same_look_fraction}")
-        if not 0.0 <= self.flat.overlap < 1.0:
-            raise ValueError(f"overlap (max IoU) must be in [0, 1): {self.flat.overlap}")
+        if not 0.0 <= self.look.overlap < 1.0:
+            raise ValueError(f"overlap (max IoU) must be in [0, 1): {self.look.overlap}")
         names = self.category_names()
         known = {c.name for c in self.catalogue()}
         asked = (*(self.categories or ()), *self.held_out_categories)
@@ -157,9 +150,9 @@ class SynthConfig:
                 continue
             d[name] = value
             if name == "same_look_fraction":
-                d["overlap"] = self.flat.overlap
+                d["overlap"] = self.look.overlap
             elif name == "texture":
-                d["noise"] = self.flat.noise
+                d["noise"] = self.look.noise
         d["held_out_categories"] = list(self.held_out_categories)
         d["categories"] = list(self.category_names())
         if self.difficulty == "flat":  # the flat world's manifest predates the presets
@@ -284,7 +277,7 @@ def sample_objects(
         looks = sample_looks(rng, n, categories, cfg.same_look_fraction, cfg.texture, must_include)
         sizes = [SIZES[int(rng.integers(2))] for _ in looks]
         dims = [_box_size(rng, s, z, cfg.image_size) for (_, s, _), z in zip(looks, sizes)]
-        boxes = _place(rng, dims, cfg.image_size, cfg.flat.overlap)
+        boxes = _place(rng, dims, cfg.image_size, cfg.look.overlap)
         if boxes is None:
             continue
         return [
