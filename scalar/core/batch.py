@@ -31,6 +31,12 @@ concept_ground    BoolTensor[C]            the level names its object alone in t
                                            box is a grounding target (dense concept grounding)
 concept_input_ids LongTensor[C, L]         the level's text, tokenised, padded
 concept_attention_mask LongTensor[C, L]
+object_boxes      FloatTensor[O, 4]        xyxy in [0, 1]: every annotated object of the row's
+                                           image (the objectness target; each row of an
+                                           image holds its own copy)
+object_batch      LongTensor[O]            row holding each object box
+scene_known       BoolTensor[B]            the row's sample lists its image's objects
+                                           (annotated scenes; False for unlabeled images)
 samples           list[Sample]             the source samples (for predictions files)
 
 Extra batch keys for generation (prompt only, LEFT-padded so generation appends on the right):
@@ -50,14 +56,14 @@ import torch
 from torch import Tensor
 
 # item tensors whose rows belong to a batch row through ``<group>_batch``
-_GROUPS = ("region", "target", "concept")
+ITEM_GROUPS = ("region", "target", "concept", "object")
 
 
 def select_rows(batch: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:
     """A batch made of rows ``rows`` (in that order) of ``batch``.
 
-    Per-row tensors (leading size B) are indexed; ``region_*``, ``target_*`` and
-    ``concept_*`` items are kept when their ``*_batch`` row is selected (order kept) and
+    Per-row tensors (leading size B) are indexed; ``region_*``, ``target_*``,
+    ``concept_*`` and ``object_*`` items are kept when their ``*_batch`` row is selected (order kept) and
     their ``*_batch`` is renumbered; ``samples`` is indexed like the rows.
     """
     rows = [int(r) for r in rows]
@@ -69,7 +75,7 @@ def select_rows(batch: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:
     remap = torch.full((size,), -1, dtype=torch.long)
     remap[index] = torch.arange(len(rows))
     keep: dict[str, Tensor] = {}
-    for group in _GROUPS:
+    for group in ITEM_GROUPS:
         owner = batch.get(f"{group}_batch")
         if isinstance(owner, Tensor):
             sel = remap.to(owner.device)[owner]

@@ -176,6 +176,7 @@ class Collator:
             "target_batch": torch.tensor(target_batch, dtype=torch.long),
         }
         batch.update(self._concepts(samples))
+        batch.update(scene_objects(samples))
         batch["samples"] = samples
         batch["skipped"] = [x for it in items for x in it.get("skipped", [])]
         return batch
@@ -207,6 +208,26 @@ class Collator:
             "concept_input_ids": self._pad(enc, self.pad),
             "concept_attention_mask": self._pad([[1] * len(e) for e in enc], 0),
         }
+
+
+def scene_objects(samples: list[Sample]) -> dict:
+    """``object_boxes [O, 4]`` / ``object_batch [O]``: every annotated object of the row's
+    image (the ``scene_boxes`` its sample carries; each row holds its own copy, so any
+    selection of rows keeps the targets of its images whole), and ``scene_known [B]``:
+    whether the row's sample lists its scene's objects at all."""
+    boxes, rows, known = [], [], []
+    for b, s in enumerate(samples):
+        scene = s.meta.get("scene_boxes")
+        known.append(scene is not None)
+        if scene is None:
+            continue
+        boxes += [box01(bx, s.image.width, s.image.height) for bx in scene]
+        rows += [b] * len(scene)
+    return {
+        "object_boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "object_batch": torch.tensor(rows, dtype=torch.long),
+        "scene_known": torch.tensor(known, dtype=torch.bool),
+    }
 
 
 def unique_images(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -235,6 +235,9 @@ class TaskBuilder:
         out: list[Sample] = []
         for task in self.tasks:
             out.extend(getattr(self, task)(scene, rng, chains))
+        boxes = [o.box for o in scene.objects]  # one list shared by the scene's samples
+        for s in out:
+            s.meta["scene_boxes"] = boxes  # the objectness target (loss.objectness_weight)
         return out
 
     def build_all(self, scenes: Iterable[Scene]) -> list[Sample]:

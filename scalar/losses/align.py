@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scalar.losses.box import BoxLoss
+from scalar.losses.box import BoxLoss, inside_cells
 from scalar.losses.lm import LMLoss
 
 
@@ -20,7 +21,10 @@ class AlignLoss(nn.Module):
     ``forward(out, batch)`` takes the model output (``logits``, optionally ``box_pred``,
     ``region_emb``/``concept_emb``) and the batch; returns every named term: ``lm``,
     ``box`` with ``box_l1``/``box_giou``, ``contrastive`` with the contrastive loss's
-    own terms (``tdist``, ``nu``, ``tdist_l{level}`` or ``infonce``, ...), and ``loss``.
+    own terms (``tdist``, ``nu``, ``tdist_l{level}`` or ``infonce``, ...), ``objectness``
+    (binary cross entropy of the model's per-patch ``objectness_logits`` against "the
+    patch centre lies in an annotated object's box", on images whose rows list their
+    scene's objects: ``object_boxes``), and ``loss``.
     A term whose inputs are absent from ``out`` (no box triggers, no concepts, no
     contrastive head) is left out of the dict and of the sum. The Student-t ``nu`` is the
     contrastive term's own (``loss.contrastive.nu`` on the command line).
@@ -34,10 +38,12 @@ class AlignLoss(nn.Module):
         box: nn.Module | None = None,
         contrastive: nn.Module | None = None,
         dense_weight: float = 0.0,
+        objectness_weight: float = 0.0,
     ):
         super().__init__()
         self.lm_weight, self.box_weight = float(lm_weight), float(box_weight)
         self.dense_weight = float(dense_weight)
+        self.objectness_weight = float(objectness_weight)
         self.contrastive_weight = float(contrastive_weight)
         self.lm = LMLoss()
         self.box = box if box is not None else BoxLoss()
@@ -68,6 +74,11 @@ class AlignLoss(nn.Module):
             box = self.box(dense, target, out.get("concept_box_attn"), out.get("grid_hw"))
             terms.update({"dense_" + k[4:]: v for k, v in box.items() if k != "loss"})
             add("dense", box["loss"], self.dense_weight)
+        obj = out.get("objectness_logits")
+        if self.objectness_weight and obj is not None and "object_boxes" in batch:
+            term = objectness_loss(obj, batch, out["grid_hw"])
+            if term is not None:
+                add("objectness", term, self.objectness_weight)
         r, c = out.get("region_emb"), out.get("concept_emb")
         if (
             self.contrastive is not None
@@ -85,3 +96,32 @@ class AlignLoss(nn.Module):
             total = zero
         terms["loss"] = total
         return terms
+
+
+def objectness_targets(batch: dict[str, Any], num_images: int, grid_hw) -> tuple[Tensor, Tensor]:
+    """``(targets [U, P] float, known [U] bool)``: 1 on the cells whose centre lies in a box
+    of ``object_boxes`` of that image (the centre cell of a box no cell centre falls in),
+    and which images list their scene's objects (``scene_known`` of any of their rows)."""
+    boxes = batch["object_boxes"].float()
+    image_index = batch["image_index"].to(boxes.device)
+    h, w = grid_hw
+    targets = torch.zeros(num_images, h * w, device=boxes.device)
+    if len(boxes):
+        cells = inside_cells(boxes, grid_hw).float()  # [O, P]
+        owner = image_index[batch["object_batch"].to(boxes.device)]
+        targets.index_add_(0, owner, cells)
+    known = torch.zeros(num_images, dtype=torch.bool, device=boxes.device)
+    known[image_index[batch["scene_known"].to(boxes.device)]] = True
+    return targets.clamp(max=1.0), known
+
+
+def objectness_loss(logits: Tensor, batch: dict[str, Any], grid_hw) -> Tensor | None:
+    """Mean binary cross entropy of ``logits [U, P]`` over the cells of the images that
+    list their objects; None when no image does."""
+    targets, known = objectness_targets(batch, len(logits), grid_hw)
+    if not bool(known.any()):
+        return None
+    known = known.to(logits.device)
+    return F.binary_cross_entropy_with_logits(
+        logits[known].float(), targets.to(logits.device)[known]
+    )

@@ -75,6 +75,7 @@ def build_model(
     region_tokens: int = 4,
     contrastive_dim: int = 128,
     concept_encoder: str = "embed",
+    objectness: bool = False,
     trainable: Mapping | None = None,
     meta_device: bool = False,
     frozen_dtype: str | None = None,
@@ -87,6 +88,7 @@ def build_model(
     ``freeze``, ``lora``, ``gradient_checkpointing``, ``dtype``, ``require_weights``,
     ``init_from`` (a checkpoint whose ``model.llm.*`` weights replace the built LLM's).
     ``region`` / ``spatial``: RegionPromptEncoder / SpatialDecoder kwargs except the dims.
+    ``objectness``: add the class-agnostic per-patch objectness head (``ScalarModel``).
     ``trainable``: a ``set_trainable`` spec applied last; ``llm: auto`` is ``lora`` with
     ``llm.lora``, else trainable unless ``llm.freeze``; ``new_tokens`` (default true) gives
     a frozen or LoRA LLM trainable rows for the added tokens and eos (``NewTokenRows``).
@@ -128,6 +130,7 @@ def build_model(
             tok,
             contrastive_dim=contrastive_dim,
             concept_encoder=concept_encoder,
+            objectness=objectness,
         )
         if spec and spec.get("new_tokens", True) and spec.get("llm") is not True:
             attach_new_tokens(model)

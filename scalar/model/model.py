@@ -27,6 +27,9 @@ class ScalarModel(nn.Module):
 
     ``concept_encoder``: ``"embed"`` (masked mean of the LLM input embeddings of the
     concept text) or ``"hidden"`` (the LLM's last hidden state at the last text token).
+    ``objectness``: add a class-agnostic objectness head, one logit per patch (part of the
+    ``spatial`` part), trained by ``AlignLoss.objectness_weight`` on the annotated
+    objects' boxes.
     """
 
     def __init__(
@@ -39,6 +42,7 @@ class ScalarModel(nn.Module):
         tokenizer,
         contrastive_dim: int = 128,
         concept_encoder: str = "embed",
+        objectness: bool = False,
     ):
         super().__init__()
         if concept_encoder not in ("embed", "hidden"):
@@ -56,6 +60,8 @@ class ScalarModel(nn.Module):
         self.region_proj = nn.Linear(region.dim, contrastive_dim)
         self.concept_proj = nn.Linear(self.hidden_size, contrastive_dim)
         self.concept_query = nn.Linear(self.hidden_size, self.hidden_size)  # text -> decoder query
+        # created last: the other parts draw the same initial weights with it or without it
+        self.objectness = nn.Linear(vision.dim, 1) if objectness else None
         ids = {}
         for name, tok in (("region", T.REGION), ("box", T.BOX), ("point", T.POINT), ("sep", T.SEP)):
             tid = tokenizer.convert_tokens_to_ids(tok)
@@ -224,7 +230,14 @@ class ScalarModel(nn.Module):
         )
         if "concept_input_ids" in batch:
             out.update(self.encode_concepts(batch, patches, grid_hw))
+        if self.objectness is not None:
+            out["objectness_logits"] = self.objectness_logits(patches)
         return out
+
+    def objectness_logits(self, patches: Tensor) -> Tensor:
+        """``[U, P]``: the objectness head's logit of every patch (needs ``objectness``)."""
+        head = self.objectness
+        return head(patches.to(head.weight.dtype)).squeeze(-1)
 
     def encode_concepts(self, batch: Mapping, patches: Tensor, grid_hw) -> dict[str, Tensor]:
         """Region embeddings of ``concept_boxes`` and text embeddings of ``concept_input_ids``."""
@@ -273,6 +286,8 @@ class ScalarModel(nn.Module):
             return [self.region_proj, self.concept_proj, self.concept_query]
         if part == "new_tokens":  # trainable rows of the added tokens (frozen / LoRA LLM)
             return [] if self.new_tokens is None else [self.new_tokens]
+        if part == "spatial" and self.objectness is not None:
+            return [self.spatial, self.objectness]
         return [getattr(self, part)]
 
     def set_trainable(self, spec: Mapping[str, bool | str]) -> None:

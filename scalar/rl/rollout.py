@@ -15,11 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from scalar.core.batch import ITEM_GROUPS
 from scalar.data.sample import Sample, VisualPrompt
 from scalar.data.scene import ImageInfo
 from scalar.data.tasks import PROMPTS
-
-_GROUPS = ("region", "target", "concept")  # item groups owned by rows via <group>_batch
 
 
 def caption_sample(image: ImageInfo, box, kind: str = "box", mask=None, **meta) -> Sample:
@@ -61,13 +60,13 @@ def take_rows(batch: Mapping[str, Any], rows: Sequence[int]) -> dict:
     """Rows ``rows`` of a batch, repeats allowed (``select_rows`` keeps each row once).
 
     Per-row tensors and lists are indexed; ``region_*``/``target_*``/``concept_*`` items
-    of a source row are copied for each of its new rows, ``*_batch`` renumbered.
+    (and ``object_*``) of a source row are copied for each of its new rows, ``*_batch`` renumbered.
     """
     rows = [int(r) for r in rows]
     size = len(batch["prompt_input_ids"])
     out: dict[str, Any] = {}
     groups = {}
-    for group in _GROUPS:
+    for group in ITEM_GROUPS:
         owner = batch.get(f"{group}_batch")
         if isinstance(owner, Tensor):
             items = [

@@ -7,6 +7,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from scalar.core import tokens as T
+from scalar.core.batch import select_rows
 from scalar.data.collate import IGNORE, Collator
 from scalar.data.dataset import MixtureSampler, SampleDataset
 from scalar.data.sample import Sample, VisualPrompt
@@ -272,3 +273,21 @@ def test_collate_errors_name_the_sample(tokenizer):
     bad = Sample("roc", items[0]["sample"].image, "what is <region>?", "x", [])
     with pytest.raises(ValueError, match="1 <region> placeholders but 0"):
         Collator(tokenizer)([{"sample": bad, "image": torch.zeros(3, 4, 4)}])
+
+
+def test_collate_lists_each_images_objects_once(tokenizer):
+    """Every TaskBuilder sample carries its scene's boxes; each such row holds them, and a
+    hand-made sample without them is not known."""
+    items = _items()  # rows 0, 1, 2, 4 come from the scene; row 3 is hand-made
+    for it, path in zip(items, ["/x/a.png", "/x/b.png", "/x/a.png", "/x/c.png", "/x/c.png"]):
+        s = it["sample"]
+        it["sample"] = Sample(s.task, ImageInfo(s.image.id, path, W, H), s.prompt, s.target,
+                              s.regions, s.target_boxes, s.meta)  # fmt: skip
+    batch = Collator(tokenizer)(items)
+    assert batch["scene_known"].tolist() == [True, True, True, False, True]
+    assert batch["object_batch"].tolist() == [0, 0, 1, 1, 2, 2, 4, 4]
+    square = [13 / W, 7 / H, 57 / W, 61 / H]
+    star = [120 / W, 20 / H, 160 / W, 60 / H]
+    assert torch.allclose(batch["object_boxes"], torch.tensor([square, star] * 4))
+    sub = select_rows(batch, [2, 3])  # row 2 keeps its image's objects, renumbered
+    assert sub["object_batch"].tolist() == [0, 0] and sub["scene_known"].tolist() == [True, False]

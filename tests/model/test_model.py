@@ -299,3 +299,19 @@ def test_hidden_concept_embeddings_equal_a_direct_forward_pass(make_model, token
     embed = make_model(concept_encoder="embed").eval()
     embed.load_state_dict(model.state_dict())
     assert not torch.allclose(embed(batch)["concept_emb"], out["concept_emb"], atol=1e-3)
+
+
+def test_objectness_head_is_optional_and_leaves_the_other_weights_alone(make_model, tokenizer):
+    plain, with_head = make_model(seed=3), make_model(seed=3, objectness=True)
+    assert plain.objectness is None and "objectness_logits" not in plain(build_batch(tokenizer, 2))
+    ours = dict(with_head.named_parameters())
+    for name, p in plain.named_parameters():  # same initial weights with or without the head
+        assert torch.equal(p, ours[name]), name
+    batch = build_batch(tokenizer, 2)
+    out = with_head(batch)
+    patches, grid_hw = with_head.encode_images(batch["images"])
+    want = patches @ with_head.objectness.weight[0] + with_head.objectness.bias[0]
+    assert out["objectness_logits"].shape == (len(batch["images"]), grid_hw[0] * grid_hw[1])
+    assert torch.allclose(out["objectness_logits"], want, atol=1e-6)
+    with_head.set_trainable({"spatial": False})  # the head belongs to the spatial part
+    assert not with_head.objectness.weight.requires_grad
