@@ -19,6 +19,7 @@ KEYS = {
     "prompt_attention_mask", "region_boxes", "region_kinds", "region_masks", "region_batch",
     "target_boxes", "target_batch", "concept_ids", "concept_levels", "concept_boxes",
     "concept_batch", "concept_ground", "concept_input_ids", "concept_attention_mask", "samples", "skipped",
+    "object_boxes", "object_batch", "scene_known",
 }  # fmt: skip
 
 
@@ -94,6 +95,10 @@ def test_batches_follow_the_contract(built):
     c = batch["concept_ids"].shape[0]
     assert batch["concept_input_ids"].shape[0] == c == batch["concept_boxes"].shape[0] > 0
     assert int(batch["concept_batch"].max()) < b
+    # every training row lists all objects of its scene (the objectness targets)
+    assert batch["scene_known"].all()
+    per_row = torch.bincount(batch["object_batch"], minlength=b).tolist()
+    assert per_row == [len(s.meta["scene_boxes"]) for s in batch["samples"]] and min(per_row) > 0
     val = dm.val_dataloader()
     assert isinstance(val, list) and len(val) == 2
     assert dm.eval_split_names("val") == ["val", "heldout"]
