@@ -63,8 +63,8 @@ def select_rows(batch: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:
     """A batch made of rows ``rows`` (in that order) of ``batch``.
 
     Per-row tensors (leading size B) are indexed; ``region_*``, ``target_*``,
-    ``concept_*`` and ``object_*`` items are kept when their ``*_batch`` row is selected (order kept) and
-    their ``*_batch`` is renumbered; ``samples`` is indexed like the rows.
+    ``concept_*`` and ``object_*`` items are kept when their ``*_batch`` row is selected
+    (order kept) and their ``*_batch`` is renumbered; ``samples`` is indexed like the rows.
     """
     rows = [int(r) for r in rows]
     size = len(batch["input_ids"])
