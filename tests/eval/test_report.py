@@ -110,7 +110,9 @@ def test_eval_scores_the_checkpoints_synthetic_world_unless_the_command_line_nam
         c = cfg()
         assert data_world(c, saved, named) == {} and c.data.synthetic.difficulty == "flat"
     c = cfg()  # a checkpoint without a synthetic world (real corpora) changes nothing
-    assert data_world(c, {"data": {"root": "/coco"}}, []) == {} and c.data.root == "d/synthetic_flat"
+    assert (
+        data_world(c, {"data": {"root": "/coco"}}, []) == {} and c.data.root == "d/synthetic_flat"
+    )
 
 
 def test_markdown_cells_carry_the_interval_and_the_sample_count():
