@@ -22,6 +22,9 @@ COORDINATES = (
 PERCENT = (
     "acc",
     "miou",
+    "right_object",
+    "right_object_miou",
+    "right_object_acc@0.5",
     "precision",
     "recall",
     "f1",
@@ -34,7 +37,9 @@ PERCENT = (
 COUNTS = ("n", "unparseable", "skipped", "mentions", "objects", "qual/n", "quant/n")
 RULES = {
     "rec": "first predicted box vs the true box; Acc@t = share with IoU >= t; mIoU counts "
-    "samples without a box as 0; no box = unparseable (a miss)",
+    "samples without a box as 0; no box = unparseable (a miss); where samples list their "
+    "image's objects: right_object = share whose box overlaps the referent more than any "
+    "other object, right_object_miou / right_object_acc@0.5 = how well those boxes fit",
     "roc": "exact match of the normalised output (lower case, no punctuation or articles) "
     "with the category name; empty output = unparseable (wrong); groups by prompt kind",
     "caption": "pycocoevalcap BLEU-4, METEOR, ROUGE-L, CIDEr(-D) on text tokenised by "

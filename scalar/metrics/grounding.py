@@ -1,7 +1,12 @@
 """Box metrics: REC accuracy at several IoU thresholds and grounded-description P/R/F1.
 
 REC: the first predicted box of a sample against its one true box; a sample without a
-predicted box is a miss (IoU 0) and is counted as ``unparseable``.
+predicted box is a miss (IoU 0) and is counted as ``unparseable``. When a sample's meta
+lists its image's objects (``scene_boxes``, pixel xyxy), a miss is split into its two
+causes: the prediction chose another object (the object it overlaps most is not the
+referent) or found the referent with a loose box (``right_object``: share of samples
+whose prediction overlaps the referent more than any other object; ``right_object_miou``
+and ``right_object_acc@0.5``: how well those boxes fit).
 
 Grounded description: the output is read as mentions, each the text since the previous
 box followed by a box (``<box>``/``<point>`` triggers or ``[x1,y1,x2,y2]`` / ``[x,y]``
@@ -41,7 +46,10 @@ class RecBoxMetrics(KeyedRecordMetric):
     unit (pixels in evaluation); a ``pred`` row with NaN means no box was produced.
     Groups: ``held_out``/``seen`` and ``sent_kind`` of the metas. ``compute()`` gives
     ``acc@0.5``, ``acc@0.75``, ``acc@0.9``, ``miou`` (misses count as 0), ``n`` and
-    ``unparseable``, and ``<group>/<name>`` for each group.
+    ``unparseable``, and ``<group>/<name>`` for each group; with ``scene_boxes`` in the
+    metas also ``right_object`` (over the samples that list their scene) and, when some
+    prediction is on the right object, ``right_object_miou`` and ``right_object_acc@0.5``
+    (see the module docstring).
     """
 
     higher_is_better = True
@@ -61,6 +69,10 @@ class RecBoxMetrics(KeyedRecordMetric):
             {"iou": float(v), "parsed": not bool(m), "groups": groups_of(meta)}
             for v, m, meta in zip(iou.tolist(), missing.tolist(), metas)
         ]
+        for k, meta in enumerate(metas):
+            scene = (meta or {}).get("scene_boxes")
+            if scene:  # a sample without a box is not on the right object
+                recs[k]["right"] = not bool(missing[k]) and right_object(pred[k], target[k], scene)
         self._add(keys, recs)
 
     def _summary(self, recs: list[dict[str, Any]]) -> dict[str, float | int]:
@@ -72,6 +84,13 @@ class RecBoxMetrics(KeyedRecordMetric):
         out["miou"] = sum(r["iou"] for r in recs) / n if n else float("nan")
         out["n"] = n
         out["unparseable"] = sum(not r["parsed"] for r in recs)
+        known = [r for r in recs if "right" in r]
+        if known:
+            right = [r for r in known if r.get("right")]
+            out["right_object"] = len(right) / len(known)
+            if right:  # how well the boxes on the right object fit (absent when none is)
+                out["right_object_miou"] = sum(r["iou"] for r in right) / len(right)
+                out["right_object_acc@0.5"] = sum(r["iou"] >= 0.5 for r in right) / len(right)
         return out
 
     def summarize(self, recs: list[dict[str, Any]]) -> dict[str, float | int]:
@@ -80,6 +99,20 @@ class RecBoxMetrics(KeyedRecordMetric):
 
     def compute(self) -> dict[str, float | int]:
         return self.summarize([r for _, r in self.unique()])
+
+
+def right_object(pred: Tensor, target: Tensor, scene: Sequence[Sequence[float]]) -> bool:
+    """Whether ``pred`` overlaps the referent ``target`` more than any other object of
+    ``scene`` (every object's pixel xyxy box, the referent's included): the prediction
+    chose the right object, whatever its IoU. The referent is the scene box closest to
+    ``target`` (itself, in the corpora's records); ties go to the referent; a prediction
+    touching no object is not on the right one."""
+    boxes = torch.as_tensor([list(b) for b in scene], dtype=torch.float32).reshape(-1, 4)
+    if not len(boxes):
+        return False
+    referent = int(box_iou(target[None].float(), boxes)[0].argmax())
+    overlap = box_iou(pred[None].float(), boxes)[0]
+    return bool(overlap[referent] > 0 and overlap[referent] >= overlap.max())
 
 
 def mentions(text: str, boxes: Sequence[Sequence[float]]) -> list[tuple[str, tuple]]:

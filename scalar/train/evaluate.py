@@ -91,6 +91,32 @@ def model_config(cfg: DictConfig, saved: dict, overrides: list[str]) -> DictConf
     return out
 
 
+WORLD_KEYS = ("difficulty", "geometry")  # what makes one synthetic world another
+
+
+def data_world(cfg: DictConfig, saved: dict, overrides: list[str]) -> dict[str, Any]:
+    """Evaluate on the synthetic world the checkpoint was trained on: copy its
+    ``data.synthetic`` difficulty / geometry into ``cfg.data`` unless the command line
+    names the data (``data=``, ``data.root``, ``data.synthetic.*``), so a model trained with
+    ``data.synthetic.difficulty=default`` is not scored on the flat world by omission.
+    Returns the keys changed."""
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    if any(k in ("data", "data.root", "data.synthetic") or k.startswith("data.synthetic.")
+           for k in keys):  # fmt: skip
+        return {}
+    world = ((saved or {}).get("data") or {}).get("synthetic") or {}
+    ours = cfg.data.get("synthetic")
+    if not isinstance(world, dict) or ours is None:
+        return {}
+    changed = {k: world[k] for k in WORLD_KEYS if k in world and ours.get(k) != world[k]}
+    if changed:
+        with open_dict(cfg):
+            for k, v in changed.items():
+                cfg.data.synthetic[k] = v
+        log.info("data: the checkpoint's synthetic world %s (set data.synthetic.* to score another)", changed)  # fmt: skip
+    return changed
+
+
 def eval_splits(cfg: DictConfig) -> list[str]:
     splits = cfg.get("splits") or [cfg.get("split")]
     splits = [str(s) for s in (splits if not isinstance(splits, str) else [splits]) if s]
@@ -135,6 +161,7 @@ def build(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]
     overrides = _cli_overrides() if overrides is None else list(overrides)
     with open_dict(cfg):
         cfg.model = model_config(cfg, saved, overrides)
+    data_world(cfg, saved, overrides)
     L.seed_everything(int(cfg.seed), workers=True)
     model = instantiate(cfg.model)
     n = load_weights(model, ckpt, ckpt_path)  # the checkpoint's tokenizer, strict keys

@@ -8,7 +8,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import OmegaConf
 
 from scalar.eval.report import results_markdown, wandb_tables
-from scalar.train.evaluate import model_config
+from scalar.train.evaluate import data_world, model_config
 
 RESULTS = {
     "checkpoint": "run/checkpoints/last.ckpt",
@@ -90,6 +90,29 @@ def test_model_config_comes_from_the_checkpoint_with_cli_overrides():
     assert model_config(cfg, saved, []).name == "group"
     cfg.model_source = "ckpt"
     assert model_config(cfg, {}, []).name == "group"  # no saved config: the group
+
+
+def test_eval_scores_the_checkpoints_synthetic_world_unless_the_command_line_names_one():
+    def cfg():
+        return OmegaConf.create({
+            "paths": {"data_dir": "d"},
+            "data": {"root": "${paths.data_dir}/synthetic_${data.synthetic.difficulty}",
+                     "synthetic": {"difficulty": "flat", "geometry": "planar"}},
+        })  # fmt: skip
+
+    saved = {"data": {"synthetic": {"difficulty": "default", "geometry": "ground_plane"}}}
+    c = cfg()
+    assert data_world(c, saved, ["ckpt=x.ckpt"]) == {
+        "difficulty": "default", "geometry": "ground_plane"
+    }  # fmt: skip
+    assert c.data.root == "d/synthetic_default"  # the corpus folder follows the world
+    for named in (["data.synthetic.difficulty=flat"], ["data=refcoco"], ["data.root=/r"]):
+        c = cfg()
+        assert data_world(c, saved, named) == {} and c.data.synthetic.difficulty == "flat"
+    c = cfg()  # a checkpoint without a synthetic world (real corpora) changes nothing
+    assert (
+        data_world(c, {"data": {"root": "/coco"}}, []) == {} and c.data.root == "d/synthetic_flat"
+    )
 
 
 def test_markdown_cells_carry_the_interval_and_the_sample_count():

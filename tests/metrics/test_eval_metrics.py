@@ -69,6 +69,38 @@ def test_unparseable_rec_output_is_a_counted_miss():
     assert m.latest(2)[1] == {"iou": 0.0, "parsed": False, "groups": ()}
 
 
+def test_rec_misses_split_into_wrong_object_and_loose_box_hand_worked():
+    # one scene: referent A = [0,0,10,10], other object B = [20,0,30,10]
+    scene = [[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0]]
+    a = [0.0, 0.0, 10.0, 10.0]
+    pred = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],  # exact: right object, IoU 1
+            [0.0, 0.0, 10.0, 30.0],  # right object, loose: IoU 100/300 = 1/3
+            [20.0, 0.0, 30.0, 10.0],  # on B: wrong object, IoU 0
+            [5.0, 0.0, 25.0, 10.0],  # half on A, half on B: IoU 50/250 each, tie -> right
+            [40.0, 40.0, 50.0, 50.0],  # touches nothing: not on the right object
+            [float("nan")] * 4,  # no box: a miss, not on the right object
+            [0.0, 0.0, 10.0, 10.0],  # a sample without its scene: outside the split-up
+        ]
+    )
+    metas = [{"scene_boxes": scene}] * 6 + [{}]
+    m = RecBoxMetrics((0.5,))
+    m.update(pred, torch.tensor([a] * 7), metas)
+    got = m.compute()
+    assert got["n"] == 7 and got["acc@0.5"] == pytest.approx(2 / 7)
+    assert got["right_object"] == pytest.approx(3 / 6)  # rows 0, 1, 3 of the six with a scene
+    assert got["right_object_miou"] == pytest.approx((1 + 1 / 3 + 0.2) / 3)
+    assert got["right_object_acc@0.5"] == pytest.approx(1 / 3)
+    plain = RecBoxMetrics((0.5,))
+    plain.update(pred[:1], torch.tensor([a]))
+    assert "right_object" not in plain.compute()  # no scene listed: no split-up
+    wrong = RecBoxMetrics((0.5,))
+    wrong.update(pred[2:3], torch.tensor([a]), metas[:1])
+    got = wrong.compute()
+    assert got["right_object"] == 0.0 and "right_object_miou" not in got  # nothing to fit
+
+
 def test_perfect_predictions_score_one():
     g = torch.Generator().manual_seed(1)
     boxes = _random_boxes(g, 20)
