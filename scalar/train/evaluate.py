@@ -74,9 +74,14 @@ def _cli_overrides() -> list[str]:
         return []
 
 
+def override_keys(overrides: list[str]) -> list[str]:
+    """The config keys that command-line ``overrides`` set (``+`` / ``~`` prefixes dropped)."""
+    return [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+
+
 def model_config(cfg: DictConfig, saved: dict, overrides: list[str]) -> DictConfig:
     """The model config to build: the checkpoint's, with ``model.*`` overrides applied."""
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    keys = override_keys(overrides)
     if cfg.get("model_source", "ckpt") == "config" or "model" in keys:
         return cfg.model
     model = (saved or {}).get("model")
@@ -100,7 +105,7 @@ def data_world(cfg: DictConfig, saved: dict, overrides: list[str]) -> dict[str, 
     names the data (``data=``, ``data.root``, ``data.synthetic.*``), so a model trained with
     ``data.synthetic.difficulty=default`` is not scored on the flat world by omission.
     Returns the keys changed."""
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    keys = override_keys(overrides)
     if any(k in ("data", "data.root", "data.synthetic") or k.startswith("data.synthetic.")
            for k in keys):  # fmt: skip
         return {}
