@@ -37,7 +37,7 @@ from torch import nn  # noqa: E402
 
 from scalar.data.chains import article  # noqa: E402
 from scalar.data.dataset import load_image  # noqa: E402
-from scalar.model.region import pool_box  # noqa: E402
+from scalar.model.region import pool_box, tokens_to_grid  # noqa: E402
 from scalar.train.checkpoint import load_weights  # noqa: E402
 
 
@@ -56,6 +56,11 @@ def load_split(scenes, names: list[str], size: int, mean, std):
     return torch.stack(images), boxes, labels
 
 
+def owners(boxes01: list[torch.Tensor]) -> torch.Tensor:
+    """Image index of every box of the per-image box lists, concatenated."""
+    return torch.cat([torch.full((len(b),), i) for i, b in enumerate(boxes01)])
+
+
 class RoIHead(nn.Module):
     """Category logits of boxes from RoI-aligned ``grid x grid`` cell features."""
 
@@ -70,10 +75,9 @@ class RoIHead(nn.Module):
         )
 
     def forward(self, tower: nn.Module, images, boxes01) -> torch.Tensor:
-        patches, (h, w) = tower(images)
-        fmap = patches.transpose(1, 2).reshape(len(images), -1, h, w)
-        idx = torch.cat([torch.full((len(b),), i) for i, b in enumerate(boxes01)])
-        return self.mlp(pool_box(fmap, torch.cat(boxes01), idx, self.grid))
+        patches, grid = tower(images)
+        fmap = tokens_to_grid(patches, grid)
+        return self.mlp(pool_box(fmap, torch.cat(boxes01), owners(boxes01), self.grid))
 
 
 def accuracy(predict, images, boxes, labels, batch: int = 50) -> float:
@@ -116,23 +120,23 @@ def train_tower(tower, train, val, classes: int, images_per_step: int, lr: float
 
 
 def zero_shot(model, val, names: list[str]) -> float:
-    """Accuracy of region embeddings against the concept embeddings of ``names``."""
+    """Accuracy of region embeddings against the concept embeddings of ``names``, both from
+    the model's own ``encode_concepts`` (the contrastive term's embeddings in training)."""
     tok = model.tokenizer
     ids = [tok(article(n), add_special_tokens=False)["input_ids"] for n in names]
     width = max(map(len, ids))
-    pad = torch.tensor([i + [0] * (width - len(i)) for i in ids])
-    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
-    with torch.no_grad():
-        emb = model.embed_tokens(pad) * mask[..., None]
-        text = model.concept_proj(emb.sum(1) / mask.sum(1, keepdim=True))
-        concepts = F.normalize(text, dim=-1)
+    texts = {
+        "concept_input_ids": torch.tensor([i + [0] * (width - len(i)) for i in ids]),
+        "concept_attention_mask": torch.tensor(
+            [[1] * len(i) + [0] * (width - len(i)) for i in ids]
+        ),
+    }
 
     def predict(images, boxes01):
         patches, grid = model.encode_images(images)
-        idx = torch.cat([torch.full((len(b),), i) for i, b in enumerate(boxes01)])
-        kinds = torch.zeros(len(idx), dtype=torch.long)
-        pooled = model.region(patches, grid, torch.cat(boxes01), kinds, idx)["pooled"]
-        return F.normalize(model.region_proj(pooled), dim=-1) @ concepts.T
+        batch = {**texts, "concept_boxes": torch.cat(boxes01), "concept_batch": owners(boxes01)}
+        out = model.encode_concepts(batch, patches, grid)  # region_emb [O], concept_emb [V]
+        return out["region_emb"] @ out["concept_emb"].T
 
     return accuracy(predict, *val)
 

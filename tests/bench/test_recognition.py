@@ -4,6 +4,7 @@ import importlib.util
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from scalar.data.chains import article
@@ -53,29 +54,26 @@ def test_the_tower_learns_the_training_objects(bench, parts):
     assert got["val_accuracy"] > 1 / len(names)  # above chance on what it trained on
 
 
-def test_zero_shot_agrees_with_the_models_own_region_and_concept_embeddings(bench, parts):
+def test_zero_shot_equals_a_direct_computation_from_the_models_parts(bench, parts):
     corpora, names, model, (size, mean, std) = parts
     model.eval()
     val = bench.load_split(corpora["train"].scenes[:3], names, size, mean, std)
     got = bench.zero_shot(model, val, names)
-    # the training path: encode_concepts on a batch naming every object's category
+    # by hand: the region encoder's pooled box feature through region_proj, against the
+    # mean input embedding of "a <name>" through concept_proj (tiny's concept_encoder=embed)
     images, boxes, labels = val
     tok = model.tokenizer
-    enc = [tok(article(n), add_special_tokens=False)["input_ids"] for n in names]
-    width = max(map(len, enc))
-    batch = {
-        "images": images,
-        "image_index": torch.arange(len(images)),
-        "concept_boxes": torch.cat(boxes),
-        "concept_batch": torch.cat([torch.full((len(b),), i) for i, b in enumerate(boxes)]),
-        "concept_input_ids": torch.tensor([e + [0] * (width - len(e)) for e in enc]),
-        "concept_attention_mask": torch.tensor(
-            [[1] * len(e) + [0] * (width - len(e)) for e in enc]
-        ),
-    }
     with torch.no_grad():
+        text = torch.stack([
+            model.embed_tokens(torch.tensor(tok(article(n), add_special_tokens=False)["input_ids"])).mean(0)
+            for n in names
+        ])  # fmt: skip
+        concepts = F.normalize(model.concept_proj(text), dim=-1)
         patches, grid = model.encode_images(images)
-        out = model.encode_concepts(batch, patches, grid)
-    pred = (out["region_emb"] @ out["concept_emb"].T).argmax(1)
+        idx = torch.cat([torch.full((len(b),), i) for i, b in enumerate(boxes)])
+        kinds = torch.zeros(len(idx), dtype=torch.long)
+        pooled = model.region(patches, grid, torch.cat(boxes), kinds, idx)["pooled"]
+        regions = F.normalize(model.region_proj(pooled), dim=-1)
+    pred = (regions @ concepts.T).argmax(1)
     expected = float((pred == torch.cat(labels)).float().mean())
     assert got == pytest.approx(expected)
