@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from scalar.core.boxes import aligned_giou
 from scalar.losses.box import BoxLoss, cell_box_targets, inside_cells
 from scalar.losses.lm import LMLoss
 
@@ -138,9 +139,11 @@ def objectness_loss(logits: Tensor, batch: dict[str, Any], grid_hw) -> Tensor | 
 
 
 def cell_box_loss(cells: Tensor, batch: dict[str, Any], grid_hw, box: nn.Module) -> dict | None:
-    """``box``'s L1 + GIoU of the per-cell boxes ``cells [U, P, 4]`` against
+    """L1 + GIoU (``box``'s weights) of the per-cell boxes ``cells [U, P, 4]`` against
     ``cell_box_targets`` on the cells that lie on an annotated object, in the images whose
-    rows list their scene's objects; None when no such cell."""
+    rows list their scene's objects; None when no such cell. Each image weighs the same
+    (the mean over its cells, then over images), so a batch split over processes with as
+    many images each gives the same gradient as the whole batch in one."""
     image_index = batch["image_index"].to(cells.device)
     owner = image_index[batch["object_batch"].to(cells.device)]
     target, assigned = cell_box_targets(
@@ -149,6 +152,12 @@ def cell_box_loss(cells: Tensor, batch: dict[str, Any], grid_hw, box: nn.Module)
     known = torch.zeros(len(cells), dtype=torch.bool, device=cells.device)
     known[image_index[batch["scene_known"].to(cells.device)]] = True
     assigned &= known[:, None]
-    if not bool(assigned.any()):
+    images = assigned.any(-1)
+    if not bool(images.any()):
         return None
-    return box(cells[assigned], target[assigned])
+    weight = assigned.float() / assigned.sum(-1, keepdim=True).clamp(min=1) / images.sum()
+    pred, want, weight = cells[assigned].float(), target[assigned], weight[assigned]
+    l1 = ((pred - want).abs().sum(-1) * weight).sum()
+    giou = ((1 - aligned_giou(pred, want)) * weight).sum()
+    loss = box.l1_weight * l1 + box.giou_weight * giou
+    return {"box_l1": l1, "box_giou": giou, "loss": loss}

@@ -68,12 +68,11 @@ def test_cell_box_term_is_the_box_loss_over_assigned_cells_of_known_images():
     terms = AlignLoss(lm_weight=0, box_weight=0, cell_box_weight=1.0)(out, _batch())
     # image 0's box [0, 0, 0.5, 1] is exact on its cells 0 and 2; image 1's tiny box owns its
     # centre cell 3, predicted [0.7, 0.7, 0.9, 0.9] for [0.8, 0.8, 0.85, 0.85]:
-    # L1 = 0.1 + 0.1 + 0.05 + 0.05, averaged over the 3 assigned cells
-    assert math.isclose(terms["cells_l1"].item(), 0.3 / 3, rel_tol=1e-5)
+    # L1 0.1 + 0.1 + 0.05 + 0.05. Each image weighs the same: (0 + 0.3) / 2
+    assert math.isclose(terms["cells_l1"].item(), 0.3 / 2, rel_tol=1e-5)
     inter, union = 0.05 * 0.05, 0.2 * 0.2  # the target lies inside the prediction
     giou = inter / union  # the enclosing box is the prediction itself
-    assert math.isclose(terms["cells_giou"].item(), (1 - giou) / 3, rel_tol=1e-5)
-    assert math.isclose(
-        terms["loss"].item(), 5 * terms["cells_l1"] + 2 * terms["cells_giou"], rel_tol=1e-5
-    )
+    assert math.isclose(terms["cells_giou"].item(), (1 - giou) / 2, rel_tol=1e-5)
+    want = 5 * terms["cells_l1"] + 2 * terms["cells_giou"]
+    assert math.isclose(terms["loss"].item(), want, rel_tol=1e-5)
     assert "cells" not in AlignLoss(lm_weight=0, box_weight=0)(out, _batch())
