@@ -24,13 +24,15 @@ def ensure_synthetic(root: str | Path, options: dict[str, Any], log: Callable = 
     """
     root = Path(root)
     if (root / "manifest.json").is_file():
-        built = json.loads((root / "manifest.json").read_text()).get("options", {})
+        manifest = json.loads((root / "manifest.json").read_text())
+        built = manifest.get("options", {})
         have, want = built.get("difficulty", "flat"), options.get("difficulty") or "flat"
         if have != want:
             raise UserError(
                 f"{root} holds a difficulty={have} corpus but difficulty={want} was asked: "
                 "set data.root to another folder (or delete this one to rebuild)"
             )
+        stale_preset(root, manifest, want)
         have, want = built.get("geometry", "planar"), options.get("geometry") or "planar"
         if have != want:
             raise UserError(
@@ -48,6 +50,20 @@ def ensure_synthetic(root: str | Path, options: dict[str, Any], log: Callable = 
         + ", ".join(f"{k} {v.get('images', 0)} images" for k, v in counts.items())
     )
     return True
+
+
+def stale_preset(root: Path, manifest: dict, difficulty: str) -> None:
+    """A corpus built with other knobs than today's preset of its difficulty (the preset
+    was retuned since) is an error, not a silent mix of two worlds."""
+    from scalar.data.synth.presets import PRESETS
+
+    if difficulty not in PRESETS or "preset" not in manifest:
+        return
+    if manifest["preset"] != PRESETS[difficulty].as_dict():
+        raise UserError(
+            f"{root} was built with an older difficulty={difficulty} preset than this "
+            "version's: delete the folder to rebuild it (or set data.root to another folder)"
+        )
 
 
 def textual_target(sample: Sample) -> str | None:

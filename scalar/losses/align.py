@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scalar.losses.box import BoxLoss, inside_cells
+from scalar.core.boxes import aligned_giou
+from scalar.losses.box import BoxLoss, cell_box_targets, inside_cells
 from scalar.losses.lm import LMLoss
 
 
@@ -24,7 +25,9 @@ class AlignLoss(nn.Module):
     own terms (``tdist``, ``nu``, ``tdist_l{level}`` or ``infonce``, ...), ``objectness``
     (binary cross entropy of the model's per-patch ``objectness_logits`` against "the
     patch centre lies in an annotated object's box", on images whose rows list their
-    scene's objects: ``object_boxes``), and ``loss``.
+    scene's objects: ``object_boxes``), ``cells`` (with ``cells_l1``/``cells_giou``: the box
+    loss of the ``cells`` box head's per-cell boxes against the smallest annotated object
+    each cell lies on, over those images), and ``loss``.
     A term whose inputs are absent from ``out`` (no box triggers, no concepts, no
     contrastive head) is left out of the dict and of the sum. The Student-t ``nu`` is the
     contrastive term's own (``loss.contrastive.nu`` on the command line).
@@ -39,11 +42,13 @@ class AlignLoss(nn.Module):
         contrastive: nn.Module | None = None,
         dense_weight: float = 0.0,
         objectness_weight: float = 0.0,
+        cell_box_weight: float = 0.0,
     ):
         super().__init__()
         self.lm_weight, self.box_weight = float(lm_weight), float(box_weight)
         self.dense_weight = float(dense_weight)
         self.objectness_weight = float(objectness_weight)
+        self.cell_box_weight = float(cell_box_weight)
         self.contrastive_weight = float(contrastive_weight)
         self.lm = LMLoss()
         self.box = box if box is not None else BoxLoss()
@@ -79,6 +84,12 @@ class AlignLoss(nn.Module):
             term = objectness_loss(obj, batch, out["grid_hw"])
             if term is not None:
                 add("objectness", term, self.objectness_weight)
+        cells = out.get("cell_boxes")
+        if self.cell_box_weight and cells is not None and "object_boxes" in batch:
+            box = cell_box_loss(cells, batch, out["grid_hw"], self.box)
+            if box is not None:
+                terms.update({"cells_" + k[4:]: v for k, v in box.items() if k != "loss"})
+                add("cells", box["loss"], self.cell_box_weight)
         r, c = out.get("region_emb"), out.get("concept_emb")
         if (
             self.contrastive is not None
@@ -125,3 +136,28 @@ def objectness_loss(logits: Tensor, batch: dict[str, Any], grid_hw) -> Tensor | 
     return F.binary_cross_entropy_with_logits(
         logits[known].float(), targets.to(logits.device)[known]
     )
+
+
+def cell_box_loss(cells: Tensor, batch: dict[str, Any], grid_hw, box: nn.Module) -> dict | None:
+    """L1 + GIoU (``box``'s weights) of the per-cell boxes ``cells [U, P, 4]`` against
+    ``cell_box_targets`` on the cells that lie on an annotated object, in the images whose
+    rows list their scene's objects; None when no such cell. Each image weighs the same
+    (the mean over its cells, then over images), so a batch split over processes with as
+    many images each gives the same gradient as the whole batch in one."""
+    image_index = batch["image_index"].to(cells.device)
+    owner = image_index[batch["object_batch"].to(cells.device)]
+    target, assigned = cell_box_targets(
+        batch["object_boxes"].to(cells.device).float(), owner, len(cells), grid_hw
+    )
+    known = torch.zeros(len(cells), dtype=torch.bool, device=cells.device)
+    known[image_index[batch["scene_known"].to(cells.device)]] = True
+    assigned &= known[:, None]
+    images = assigned.any(-1)
+    if not bool(images.any()):
+        return None
+    weight = assigned.float() / assigned.sum(-1, keepdim=True).clamp(min=1) / images.sum()
+    pred, want, weight = cells[assigned].float(), target[assigned], weight[assigned]
+    l1 = ((pred - want).abs().sum(-1) * weight).sum()
+    giou = ((1 - aligned_giou(pred, want)) * weight).sum()
+    loss = box.l1_weight * l1 + box.giou_weight * giou
+    return {"box_l1": l1, "box_giou": giou, "loss": loss}

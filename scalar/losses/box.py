@@ -70,3 +70,25 @@ def attention_mass_loss(attn: Tensor, target: Tensor, grid_hw) -> Tensor:
     """Mean over boxes of ``-log(sum of attn over the target's cells)``."""
     mass = (attn * inside_cells(target, grid_hw)).sum(-1)
     return -torch.log(mass.clamp(min=1e-6)).mean()
+
+
+def cell_box_targets(
+    object_boxes: Tensor, owner: Tensor, num_images: int, grid_hw
+) -> tuple[Tensor, Tensor]:
+    """``(targets [U, h*w, 4], assigned [U, h*w] bool)``: the box each cell should predict,
+    the smallest of ``object_boxes [O, 4]`` (of image ``owner [O]``) whose ``inside_cells``
+    it is, and which cells lie on any object (the others have no target)."""
+    cells = inside_cells(object_boxes, grid_hw)  # [O, P]
+    area = (object_boxes[:, 2] - object_boxes[:, 0]) * (object_boxes[:, 3] - object_boxes[:, 1])
+    p = cells.shape[1]
+    targets = object_boxes.new_zeros(num_images, p, 4)
+    assigned = torch.zeros(num_images, p, dtype=torch.bool, device=object_boxes.device)
+    for u in owner.unique().tolist():
+        mine = (owner == u).nonzero(as_tuple=True)[0]
+        cost = torch.where(
+            cells[mine], area[mine, None], torch.full_like(cells[mine], 2.0, dtype=area.dtype)
+        )
+        best = cost.argmin(0)  # [P]: the smallest object on each cell
+        targets[u] = object_boxes[mine[best]]
+        assigned[u] = cells[mine].any(0)
+    return targets, assigned

@@ -228,6 +228,8 @@ class ScalarModel(nn.Module):
             box_size=sp["size"],
             box_centre=sp["centre"],
         )
+        if "cell_boxes" in sp:  # the cells box head: every cell's box (AlignLoss.cell_box_weight)
+            out["cell_boxes"] = sp["cell_boxes"]
         if "concept_input_ids" in batch:
             out.update(self.encode_concepts(batch, patches, grid_hw))
         if self.objectness is not None:

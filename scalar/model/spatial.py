@@ -1,9 +1,17 @@
 """Spatial decoder (the "activated lightweight transformer").
 
 The hidden state of a ``<box>``/``<point>`` trigger token queries a few cross-attention
-blocks over the patch grid of its image. The box head is a soft-argmax: a last attention
-over the grid (keys carry 2-D positions) gives the centre as the attention-weighted mean
-of cell centres, plus a small bounded offset; an MLP gives width and height.
+blocks over the patch grid of its image; a last attention over the grid (keys carry 2-D
+positions) chooses where the answer is. Two box heads read that attention:
+
+- ``softargmax``: the centre is the attention-weighted mean of cell centres, plus a small
+  bounded offset; an MLP on the query and the attended features gives width and height.
+- ``cells``: every cell predicts the box of the object it lies on (its distances to the
+  four sides, from the cell's own features: one box per cell, the same for every query),
+  and the answer is the attention-weighted mean of those boxes. The cell boxes are
+  trained on every annotated object of the image (``AlignLoss.cell_box_weight``), so the
+  extent of objects is learnt from all of them, not only from the referred one; the query
+  only has to choose the cells.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from scalar.core.boxes import denormalize_boxes
 from scalar.model.region import fourier_encode
 
 _MIN_SIZE = 1e-3
+BOX_HEADS = ("softargmax", "cells")
+_CELL_BIAS = -2.2  # cell boxes start as squares of side ~0.2 around their cell
 
 
 def cell_centres(grid_hw: tuple[int, int], device=None, dtype=torch.float32) -> Tensor:
@@ -93,6 +103,7 @@ class SpatialDecoder(nn.Module):
     ``in_dim``: width of the trigger hidden states (LLM width), ``vis_dim``: width of the
     patch tokens; both default to ``dim``. ``grid_pos``: ``"sincos"`` (fixed) or
     ``"learned"`` (an MLP on a Fourier encoding of the cell centre, any grid size).
+    ``box_head``: ``"softargmax"`` or ``"cells"`` (module docstring).
     """
 
     def __init__(
@@ -105,12 +116,16 @@ class SpatialDecoder(nn.Module):
         mlp_ratio: int = 2,
         grid_pos: str = "sincos",
         num_freqs: int = 8,
+        box_head: str = "softargmax",
     ):
         super().__init__()
         in_dim, vis_dim = in_dim or dim, vis_dim or dim
         if grid_pos not in ("sincos", "learned"):
             raise ValueError(f"grid_pos must be 'sincos' or 'learned', got {grid_pos!r}")
+        if box_head not in BOX_HEADS:
+            raise ValueError(f"box_head must be one of {list(BOX_HEADS)}, got {box_head!r}")
         self.dim, self.grid_pos, self.num_freqs = dim, grid_pos, num_freqs
+        self.box_head = box_head
         self.in_proj = nn.Linear(in_dim, dim) if in_dim != dim else nn.Identity()
         self.mem_proj = nn.Linear(vis_dim, dim) if vis_dim != dim else nn.Identity()
         if grid_pos == "learned":
@@ -125,6 +140,10 @@ class SpatialDecoder(nn.Module):
         self.size = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 2))
         nn.init.zeros_(self.offset[-1].weight)
         nn.init.zeros_(self.offset[-1].bias)
+        if box_head == "cells":
+            self.cell_box = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 4))
+            nn.init.zeros_(self.cell_box[-1].weight)
+            nn.init.constant_(self.cell_box[-1].bias, _CELL_BIAS)
 
     def positions(self, grid_hw: tuple[int, int], device) -> Tensor:
         """``[h*w, dim]`` position embeddings of the grid cells."""
@@ -148,7 +167,8 @@ class SpatialDecoder(nn.Module):
         ``boxes [N, 4]`` xyxy in [0, 1] (points as ``(x, y, x, y)``), ``centre [N, 2]``,
         ``size [N, 2]`` (w, h), ``attn [N, h*w]`` (the soft-argmax weights), their
         ``attn_logits`` (float; log-probabilities need them: the weights underflow) and
-        ``offset [N, 2]`` (the bounded correction added to the soft-argmax).
+        ``offset [N, 2]`` (the bounded correction added to the soft-argmax; zero with the
+        ``cells`` head, which also returns ``cell_boxes [U, h*w, 4]``).
         """
         h, w = grid_hw
         if patches.shape[1] != h * w:
@@ -170,6 +190,8 @@ class SpatialDecoder(nn.Module):
         logits = (self.head_q(x[:, 0]) @ head_k.T).view(-1, u, p) / math.sqrt(self.dim)
         logits = logits[torch.arange(len(rows), device=rows.device), rows]  # [N, P]
         attn = logits.float().softmax(dim=-1)  # [N, P]
+        if self.box_head == "cells":
+            return self._cell_answer(attn, mem, grid_hw, rows, kind, len(q), q.device, logits)
         centre = soft_argmax(attn, grid_hw)
         spread = attn.to(mem.dtype)[:, None] * own_image(rows, u)[..., None].to(mem.dtype)
         pooled = spread.reshape(len(rows), u * p) @ mem.reshape(u * p, -1)  # [N, dim]
@@ -189,6 +211,35 @@ class SpatialDecoder(nn.Module):
             "attn": attn,
             "attn_logits": logits.float(),
             "offset": offset,
+        }
+
+    def cell_boxes(self, mem: Tensor, grid_hw: tuple[int, int]) -> Tensor:
+        """``[U, h*w, 4]`` xyxy in [0, 1]: the box each cell predicts for the object it lies
+        on (its distances to the four sides, at most the image side), from the projected
+        patch features ``mem [U, h*w, dim]`` (``cells`` head only)."""
+        dist = torch.sigmoid(self.cell_box(mem).float())  # [U, P, 4]: left, top, right, bottom
+        c = cell_centres(grid_hw, mem.device)  # [P, 2]
+        return torch.cat([c - dist[..., :2], c + dist[..., 2:]], dim=-1).clamp(0, 1)
+
+    def _cell_answer(self, attn, mem, grid_hw, rows, kind, n, device, logits) -> dict:
+        cells = self.cell_boxes(mem, grid_hw)  # [U, P, 4]
+        if self.training:  # the mean keeps the choice of cells differentiable
+            boxes = torch.einsum("np,npc->nc", attn, cells[rows])
+        else:  # the chosen cell's own box: a mean over two objects' cells is neither
+            boxes = cells[rows, attn.argmax(-1)]
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        size = (boxes[:, 2:] - boxes[:, :2]).clamp(min=_MIN_SIZE)
+        is_point = self._is_point(kind, n, device)
+        if is_point.any():
+            boxes = torch.where(is_point[:, None], centre.repeat(1, 2), boxes)
+        return {
+            "boxes": boxes,
+            "centre": centre,
+            "size": size,
+            "attn": attn,
+            "attn_logits": logits.float(),
+            "offset": torch.zeros_like(centre),
+            "cell_boxes": cells,
         }
 
     @staticmethod

@@ -136,12 +136,34 @@ def _evaluation_after_fit(cfg: DictConfig, trainer: L.Trainer, module: Any, ckpt
     return fresh, build_module(cfg, init=False), ckpt
 
 
+def cpu_threads(setting: Any, trainer: Any) -> int | None:
+    """Torch threads for each training process: ``auto`` shares the machine's cores among
+    the processes of a CPU trainer (``devices``; at least one each) and leaves other
+    accelerators alone (None); an integer is taken as it is; None leaves torch's default."""
+    if setting is None:
+        return None
+    if setting == "auto":
+        trainer = trainer or {}
+        if trainer.get("accelerator") != "cpu":
+            return None
+        devices = trainer.get("devices", 1)
+        processes = devices if isinstance(devices, int) and devices > 0 else 1
+        return max(1, (os.cpu_count() or 1) // processes)
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise UserError(f"cpu_threads must be auto, null or a positive integer, got {setting!r}")
+    return setting
+
+
 def build(cfg: DictConfig) -> dict[str, Any]:
     """Datamodule, module, trainer and what a run needs to start; no training yet."""
     _single_log_stream()
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(int(cfg.seed), workers=True)
+    threads = cpu_threads(cfg.get("cpu_threads"), cfg.get("trainer"))
+    if threads:
+        torch.set_num_threads(threads)
+        log.info("cpu_threads: %d torch thread(s) in this process", threads)
     if cfg.get("deterministic"):
         torch.use_deterministic_algorithms(True, warn_only=True)
 

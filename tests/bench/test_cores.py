@@ -35,3 +35,18 @@ def test_needs_a_command(cores):
     with pytest.raises(SystemExit) as e:
         cores.main(["--"])
     assert e.value.code == 2
+
+
+def test_counts_a_descendant_nobody_waits_for(cores):
+    # the command starts a worker and exits without reaping it (as Lightning's CPU DDP
+    # launcher leaves its second process): the worker's time never reaches the resource
+    # children times, but the per-second samples saw it
+    work = (
+        "import os, subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'sum(range(8 * 10**7))']); "
+        "stat = lambda: open(f'/proc/{p.pid}/stat').read().split()[2]; "
+        "[time.sleep(0.1) for _ in range(600) if stat() != 'Z']; "
+        "time.sleep(1.5); os._exit(0)"
+    )
+    figures = cores.main(["--", sys.executable, "-c", work])
+    assert figures["returncode"] == 0 and figures["cpu_s"] > 0.5

@@ -138,3 +138,69 @@ def test_queries_sharing_images_equal_queries_with_their_own_copy():
     assert torch.allclose(again["boxes"], shared["boxes"][:3], atol=1e-6)
     with pytest.raises(ValueError, match="no rows"):
         dec(q, images, (3, 3))
+
+
+def test_cells_head_trains_on_the_attention_weighted_mean_and_answers_the_chosen_cell():
+    dim = 16
+    torch.manual_seed(0)
+    dec = SpatialDecoder(dim=dim, num_layers=1, num_heads=2, box_head="cells")
+    patches = torch.randn(2, H * W, dim)
+    out = dec(torch.randn(3, dim), patches, (H, W), rows=torch.tensor([0, 1, 1]))
+    cells = out["cell_boxes"]
+    assert cells.shape == (2, H * W, 4)
+    # the last layer starts at a constant: every cell box is a square of side
+    # 2 * sigmoid(-2.2) around its cell centre (clipped to the image)
+    half = 1 / (1 + torch.exp(torch.tensor(2.2)))
+    c = cell_centres((H, W))
+    want = torch.cat([c - half, c + half], -1).clamp(0, 1)
+    assert torch.allclose(cells[0], want, atol=1e-6) and torch.allclose(cells[1], want, atol=1e-6)
+    # the answer is sum_p attn[n, p] * cells[image of n, p], computed by hand
+    for n, u in enumerate([0, 1, 1]):
+        mean = sum(out["attn"][n, p] * cells[u, p] for p in range(H * W))
+        assert torch.allclose(out["boxes"][n], mean, atol=1e-6)
+    assert torch.equal(out["offset"], torch.zeros(3, 2))
+    # evaluation answers the box of the most attended cell alone (a mean over the cells of
+    # two objects would be neither's box)
+    dec.eval()
+    with torch.no_grad():
+        hard = dec(torch.randn(3, dim), patches, (H, W), rows=torch.tensor([0, 1, 1]))
+    for n, u in enumerate([0, 1, 1]):
+        assert torch.equal(hard["boxes"][n], hard["cell_boxes"][u, hard["attn"][n].argmax()])
+    dec.train()
+    assert torch.allclose(out["centre"], (out["boxes"][:, :2] + out["boxes"][:, 2:]) / 2)
+    pts = dec(torch.randn(2, dim), patches, (H, W), kind="point")
+    assert torch.equal(pts["boxes"][:, :2], pts["boxes"][:, 2:])
+    with pytest.raises(ValueError, match="box_head"):
+        SpatialDecoder(dim=dim, box_head="anchors")
+
+
+def test_cells_head_learns_the_box_of_the_marked_object():
+    # one object per image, marked in the patch features over its cells; the head must
+    # answer its box from the cells alone (no size MLP on the query)
+    torch.manual_seed(0)
+    dim = 16
+    dec = SpatialDecoder(dim=dim, num_layers=1, num_heads=2, box_head="cells")
+    opt = torch.optim.Adam(dec.parameters(), 1e-2)
+    c = cell_centres((H, W))
+
+    def batch(n):
+        x0, y0 = torch.rand(n) * 0.5, torch.rand(n) * 0.5
+        boxes = torch.stack([x0, y0, x0 + 0.4, y0 + 0.45], -1)
+        inside = (c[None, :, 0] >= boxes[:, None, 0]) & (c[None, :, 0] <= boxes[:, None, 2])
+        inside &= (c[None, :, 1] >= boxes[:, None, 1]) & (c[None, :, 1] <= boxes[:, None, 3])
+        patches = torch.zeros(n, H * W, dim)
+        patches[..., 0] = inside.float() * 3
+        patches[..., 1:3] = (c[None] - boxes[:, None, :2]) * inside[..., None]  # to the left/top
+        return patches, boxes
+
+    for _ in range(300):
+        patches, boxes = batch(32)
+        out = dec(torch.ones(32, dim), patches, (H, W))
+        loss = (out["boxes"] - boxes).abs().sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    patches, boxes = batch(64)
+    with torch.no_grad():
+        err = (dec(torch.ones(64, dim), patches, (H, W))["boxes"] - boxes).abs().mean()
+    assert err < 0.03

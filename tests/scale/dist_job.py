@@ -87,6 +87,7 @@ def overrides(data_dir: str, run_dir: str, devices: int, batch: int, steps: int,
         "logger=none",
         "loss=none",  # LM + box only: the batch-wide contrastive term does not split by rank
         "loss.dense_weight=0.0",  # per-item mean over a rank's concepts: counts differ by rank
+        "loss.cell_box_weight=0.0",  # per-image mean over a rank's images: rows may share one
         "data.loader.group_size=1",  # rank batches of 2 rows: no whole groups of 4
         "data.tasks.ground_concepts=false",
         "data.tasks.box_format=continuous",

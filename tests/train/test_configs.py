@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from scalar.core.errors import UserError
 from tests.conftest import CONF, compose_train
 
 GROUPS = {  # every config group, nested ones by their path (rl/algo, stage/validation)
@@ -99,6 +100,26 @@ def test_cpu_trainer_is_sized_for_the_ten_minute_job():
     h, m, s = (int(x) for x in cfg.trainer.max_time.split(":")[1:])
     assert 0 < h * 3600 + m * 60 + s <= 10 * 60
     assert cfg.trainer.accelerator == "cpu"
+
+
+def test_cpu_ddp_trainer_runs_two_gloo_processes_of_one_thread_each(monkeypatch):
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from scalar.train.run import cpu_threads
+
+    cfg = _compose("trainer=cpu_ddp")
+    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.devices == 2
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, DDPStrategy) and strategy._process_group_backend == "gloo"
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert cpu_threads(cfg.cpu_threads, cfg.trainer) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert cpu_threads("auto", cfg.trainer) == 8
+    assert cpu_threads("auto", {"accelerator": "cpu", "devices": 1}) == 16
+    assert cpu_threads("auto", {"accelerator": "gpu", "devices": 2}) is None
+    assert cpu_threads(3, cfg.trainer) == 3 and cpu_threads(None, cfg.trainer) is None
+    with pytest.raises(UserError, match="cpu_threads"):
+        cpu_threads(0, cfg.trainer)
 
 
 def test_ddp_strategy_instantiates():

@@ -39,7 +39,13 @@ def overfit(cfg, max_steps: int = MAX_STEPS):
     enc = dm.collator.encode
     pool = dm.samples["train"]
     rec = [s for s in pool if s.task == "rec"][:3]
-    cap = [s for s in pool if s.task == "caption" and len(enc([s.target])[0]) <= 12][:3]
+    cap, asked = [], set()
+    for s in pool:  # one caption per question: a region described twice has no single answer
+        key = (s.image.id, s.prompt, tuple((r.kind, tuple(r.box)) for r in s.regions))
+        if s.task == "caption" and len(enc([s.target])[0]) <= 12 and key not in asked:
+            cap.append(s)
+            asked.add(key)
+    cap = cap[:3]
     ds = SampleDataset(rec + cap, dm.image_size, dm.mean, dm.std)
     batch = dm.collator([ds[i] for i in range(len(ds))])
     params = [p for p in model.parameters() if p.requires_grad]

@@ -128,6 +128,13 @@ def test_planar_manifest_unchanged_and_bad_geometry(tmp_path):
     assert "geometry" not in m["options"] and "ground_plane" not in m
     with pytest.raises(UserError, match="geometry=planar corpus but geometry=ground_plane"):
         ensure_synthetic(tmp_path / "p", {"difficulty": "default", "geometry": "ground_plane"})
+    # a corpus built with other knobs than today's preset is refused, not mixed in
+    ensure_synthetic(tmp_path / "p", {"difficulty": "default"})  # today's: accepted
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    manifest["preset"]["max_objects"] += 1
+    (tmp_path / "p" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="older difficulty=default preset"):
+        ensure_synthetic(tmp_path / "p", {"difficulty": "default"})
     with pytest.raises(ValueError, match="needs a difficulty preset"):
         build_synthetic(tmp_path / "f", geometry="ground_plane", n_train=1)
     with pytest.raises(ValueError, match="geometry must be one of"):

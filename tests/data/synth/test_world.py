@@ -145,7 +145,7 @@ def test_occlusion_and_amodal_fields(world):
 def test_proposals_find_little_in_the_default_world(tmp_path):
     def mean_iou(difficulty: str) -> dict:
         root = tmp_path / difficulty
-        build_synthetic(root, workers=1, seed=9, difficulty=difficulty, n_train=0, n_val=40,
+        build_synthetic(root, workers=1, seed=9, difficulty=difficulty, n_train=0, n_val=50,
                         n_test=0, n_heldout=0, n_unlabeled=0)  # fmt: skip
         val = read_coco(root / "coco/annotations/instances_val.json", root / "images", "val")
         return summary(best_proposal_ious(val.scenes))
