@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scalar.core.boxes import aligned_giou
 from scalar.losses.box import BoxLoss, cell_box_targets, inside_cells
 from scalar.losses.lm import LMLoss
 
@@ -139,7 +138,7 @@ def objectness_loss(logits: Tensor, batch: dict[str, Any], grid_hw) -> Tensor | 
 
 
 def cell_box_loss(cells: Tensor, batch: dict[str, Any], grid_hw, box: nn.Module) -> dict | None:
-    """L1 + GIoU (``box``'s weights) of the per-cell boxes ``cells [U, P, 4]`` against
+    """``box``'s L1 + GIoU (no attention term) of the per-cell boxes ``cells [U, P, 4]`` against
     ``cell_box_targets`` on the cells that lie on an annotated object, in the images whose
     rows list their scene's objects; None when no such cell. Each image weighs the same
     (the mean over its cells, then over images), so a batch split over processes with as
@@ -156,8 +155,4 @@ def cell_box_loss(cells: Tensor, batch: dict[str, Any], grid_hw, box: nn.Module)
     if not bool(images.any()):
         return None
     weight = assigned.float() / assigned.sum(-1, keepdim=True).clamp(min=1) / images.sum()
-    pred, want, weight = cells[assigned].float(), target[assigned], weight[assigned]
-    l1 = ((pred - want).abs().sum(-1) * weight).sum()
-    giou = ((1 - aligned_giou(pred, want)) * weight).sum()
-    loss = box.l1_weight * l1 + box.giou_weight * giou
-    return {"box_l1": l1, "box_giou": giou, "loss": loss}
+    return box(cells[assigned], target[assigned], weight=weight[assigned])

@@ -14,7 +14,8 @@ class BoxLoss(nn.Module):
 
     ``box_l1`` is the sum of the four absolute coordinate errors averaged over boxes
     (the DETR convention); ``box_giou`` is ``1 - GIoU`` averaged over boxes. With
-    ``N = 0`` every term is a zero connected to ``pred``. Returns
+    ``N = 0`` every term is a zero connected to ``pred``. ``weight [N]`` (summing to 1)
+    replaces the mean over boxes by that weighted sum in ``box_l1`` and ``box_giou``. Returns
     ``{'box_l1', 'box_giou', 'loss'}``.
 
     ``attn_weight`` > 0 adds ``box_attn``: given the decoder's soft-argmax weights over the
@@ -30,7 +31,12 @@ class BoxLoss(nn.Module):
         self.attn_weight = float(attn_weight)
 
     def forward(
-        self, pred: Tensor, target: Tensor, attn: Tensor | None = None, grid_hw=None
+        self,
+        pred: Tensor,
+        target: Tensor,
+        attn: Tensor | None = None,
+        grid_hw=None,
+        weight: Tensor | None = None,
     ) -> dict[str, Tensor]:
         if pred.shape != target.shape or pred.shape[-1] != 4:
             raise ValueError(
@@ -40,8 +46,12 @@ class BoxLoss(nn.Module):
             zero = pred.sum() * 0.0
             return {"box_l1": zero, "box_giou": zero, "loss": zero}
         pred, target = pred.float(), target.float()
-        l1 = (pred - target).abs().sum(-1).mean()
-        giou = (1 - aligned_giou(pred, target)).mean()
+        l1 = (pred - target).abs().sum(-1)
+        giou = 1 - aligned_giou(pred, target)
+        if weight is None:
+            l1, giou = l1.mean(), giou.mean()
+        else:
+            l1, giou = (l1 * weight).sum(), (giou * weight).sum()
         loss = self.l1_weight * l1 + self.giou_weight * giou
         out = {"box_l1": l1, "box_giou": giou}
         if self.attn_weight and attn is not None and grid_hw is not None:

@@ -191,16 +191,14 @@ class SpatialDecoder(nn.Module):
         logits = logits[torch.arange(len(rows), device=rows.device), rows]  # [N, P]
         attn = logits.float().softmax(dim=-1)  # [N, P]
         if self.box_head == "cells":
-            return self._cell_answer(attn, mem, grid_hw, rows, kind, len(q), q.device, logits)
-        centre = soft_argmax(attn, grid_hw)
-        spread = attn.to(mem.dtype)[:, None] * own_image(rows, u)[..., None].to(mem.dtype)
-        pooled = spread.reshape(len(rows), u * p) @ mem.reshape(u * p, -1)  # [N, dim]
-        ctx = torch.cat([x[:, 0], pooled], dim=-1)
-        cell = centre.new_tensor([1.0 / w, 1.0 / h])
-        offset = torch.tanh(self.offset(ctx).float()) * cell  # at most a cell either way
-        centre = (centre + offset).clamp(0, 1)
-        size = torch.sigmoid(self.size(ctx).float()) * (1 - _MIN_SIZE) + _MIN_SIZE
-        boxes = torch.cat([centre - size / 2, centre + size / 2], dim=-1).clamp(0, 1)
+            cells = self.cell_boxes(mem, grid_hw)  # [U, P, 4]
+            boxes = self._chosen_cell_box(attn, cells, rows)
+            centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+            size = (boxes[:, 2:] - boxes[:, :2]).clamp(min=_MIN_SIZE)
+            extra = {"offset": torch.zeros_like(centre), "cell_boxes": cells}
+        else:
+            boxes, centre, size, offset = self._softargmax_box(x[:, 0], attn, mem, rows, grid_hw)
+            extra = {"offset": offset}
         is_point = self._is_point(kind, len(q), q.device)
         if is_point.any():
             boxes = torch.where(is_point[:, None], centre.repeat(1, 2), boxes)
@@ -210,8 +208,24 @@ class SpatialDecoder(nn.Module):
             "size": size,
             "attn": attn,
             "attn_logits": logits.float(),
-            "offset": offset,
+            **extra,
         }
+
+    def _softargmax_box(self, x: Tensor, attn: Tensor, mem: Tensor, rows: Tensor, grid_hw):
+        """``(boxes, centre, size, offset)``: the soft-argmax centre plus its bounded offset,
+        and the size, both from the query ``x [N, dim]`` and the attended features."""
+        h, w = grid_hw
+        u, p = mem.shape[:2]
+        centre = soft_argmax(attn, grid_hw)
+        spread = attn.to(mem.dtype)[:, None] * own_image(rows, u)[..., None].to(mem.dtype)
+        pooled = spread.reshape(len(rows), u * p) @ mem.reshape(u * p, -1)  # [N, dim]
+        ctx = torch.cat([x, pooled], dim=-1)
+        cell = centre.new_tensor([1.0 / w, 1.0 / h])
+        offset = torch.tanh(self.offset(ctx).float()) * cell  # at most a cell either way
+        centre = (centre + offset).clamp(0, 1)
+        size = torch.sigmoid(self.size(ctx).float()) * (1 - _MIN_SIZE) + _MIN_SIZE
+        boxes = torch.cat([centre - size / 2, centre + size / 2], dim=-1).clamp(0, 1)
+        return boxes, centre, size, offset
 
     def cell_boxes(self, mem: Tensor, grid_hw: tuple[int, int]) -> Tensor:
         """``[U, h*w, 4]`` xyxy in [0, 1]: the box each cell predicts for the object it lies
@@ -221,26 +235,13 @@ class SpatialDecoder(nn.Module):
         c = cell_centres(grid_hw, mem.device)  # [P, 2]
         return torch.cat([c - dist[..., :2], c + dist[..., 2:]], dim=-1).clamp(0, 1)
 
-    def _cell_answer(self, attn, mem, grid_hw, rows, kind, n, device, logits) -> dict:
-        cells = self.cell_boxes(mem, grid_hw)  # [U, P, 4]
-        if self.training:  # the mean keeps the choice of cells differentiable
-            boxes = torch.einsum("np,npc->nc", attn, cells[rows])
-        else:  # the chosen cell's own box: a mean over two objects' cells is neither
-            boxes = cells[rows, attn.argmax(-1)]
-        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-        size = (boxes[:, 2:] - boxes[:, :2]).clamp(min=_MIN_SIZE)
-        is_point = self._is_point(kind, n, device)
-        if is_point.any():
-            boxes = torch.where(is_point[:, None], centre.repeat(1, 2), boxes)
-        return {
-            "boxes": boxes,
-            "centre": centre,
-            "size": size,
-            "attn": attn,
-            "attn_logits": logits.float(),
-            "offset": torch.zeros_like(centre),
-            "cell_boxes": cells,
-        }
+    def _chosen_cell_box(self, attn: Tensor, cells: Tensor, rows: Tensor) -> Tensor:
+        """``[N, 4]``: in training the attention-weighted mean of the query's image's cell
+        boxes (the choice of cells stays differentiable); in evaluation the most attended
+        cell's own box (a mean over two objects' cells is neither's box)."""
+        if self.training:
+            return torch.einsum("np,npc->nc", attn, cells[rows])
+        return cells[rows, attn.argmax(-1)]
 
     @staticmethod
     def _is_point(kind: str | Tensor, n: int, device) -> Tensor:

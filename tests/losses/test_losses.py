@@ -187,6 +187,10 @@ def test_box_loss_values_and_empty():
     assert out["box_l1"].item() == pytest.approx(0.5, rel=1e-6)
     assert out["box_giou"].item() == pytest.approx((1 - giou1) / 2, rel=1e-5)
     assert out["loss"].item() == pytest.approx(5 * 0.5 + 2 * (1 - giou1) / 2, rel=1e-5)
+    # per-box weights replace the mean: all of it on box 1 gives box 1's own terms
+    weighted = BoxLoss(l1_weight=5.0, giou_weight=2.0)(pred, tgt, weight=torch.tensor([1.0, 0.0]))
+    assert weighted["box_l1"].item() == pytest.approx(1.0, rel=1e-6)
+    assert weighted["box_giou"].item() == pytest.approx(1 - giou1, rel=1e-5)
     out["loss"].backward()
     assert pred.grad[0].abs().sum() > 0
     empty = torch.zeros(0, 4, requires_grad=True)
